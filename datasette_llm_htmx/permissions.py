@@ -1,0 +1,92 @@
+"""Who may chat and who may read: one place that every view asks."""
+
+from datasette import Forbidden
+from datasette.permissions import Action, PermissionSQL
+from datasette.utils import actor_matches_allow
+
+from .config import settings
+
+CHAT = "llm-chat"
+VIEW_ALL = "llm-view-all"
+
+ACTIONS = [
+    Action(
+        name=CHAT,
+        abbr=None,
+        description="Chat with LLM models: start conversations, continue and read your own",
+    ),
+    Action(
+        name=VIEW_ALL,
+        abbr=None,
+        description="Read every LLM conversation, including other actors' and the llm CLI's",
+    ),
+]
+
+HOW_TO_GRANT = (
+    "An administrator can grant it in datasette.yaml with "
+    "'permissions: {llm-chat: {id: your-id}}' or the plugin setting "
+    "'plugins: {datasette-llm-htmx: {allow: {id: your-id}}}', "
+    "or start Datasette with --root and sign in as root."
+)
+
+
+def allow_setting_sql(datasette, actor, action):
+    """The plugin setting ``allow`` grants llm-chat to the actors it matches."""
+    if action != CHAT:
+        return None
+    allow = settings(datasette).allow
+    if allow is None or not actor_matches_allow(actor, allow):
+        return None
+    return PermissionSQL.allow(reason="datasette-llm-htmx 'allow' setting")
+
+
+async def can_chat(datasette, actor) -> bool:
+    return await datasette.allowed(action=CHAT, actor=actor)
+
+
+async def can_view_all(datasette, actor) -> bool:
+    return await datasette.allowed(action=VIEW_ALL, actor=actor)
+
+
+def _forbidden() -> Forbidden:
+    return Forbidden(
+        f"Using the LLM chat needs the '{CHAT}' permission, which you do not have"
+        f" (or, to read every conversation, '{VIEW_ALL}'). " + HOW_TO_GRANT
+    )
+
+
+async def require_chat(datasette, request) -> None:
+    if not await can_chat(datasette, request.actor):
+        raise _forbidden()
+
+
+async def require_chat_or_view(datasette, request) -> None:
+    if not (
+        await can_chat(datasette, request.actor)
+        or await can_view_all(datasette, request.actor)
+    ):
+        raise _forbidden()
+
+
+def actor_id(actor) -> str | None:
+    return actor.get("id") if actor else None
+
+
+async def can_read(datasette, actor, conversation) -> bool:
+    if await can_view_all(datasette, actor):
+        return True
+    return (
+        conversation.actor_id is not None
+        and conversation.actor_id == actor_id(actor)
+        and await can_chat(datasette, actor)
+    )
+
+
+async def can_write(datasette, actor, conversation) -> bool:
+    """Continue, stop, retry, rename: the owner; a conversation made by the
+    llm CLI has no owner and belongs to whoever may read everything."""
+    if not await can_chat(datasette, actor):
+        return False
+    if conversation.actor_id is None:
+        return await can_view_all(datasette, actor)
+    return conversation.actor_id == actor_id(actor)

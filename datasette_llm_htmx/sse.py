@@ -1,0 +1,168 @@
+"""The text/event-stream of one message.
+
+Every connection gets a ``snapshot`` of the text so far first, then ``token``
+events with the new text, then ``done`` (or ``error``) with the finished
+message drawn by the same partial as the page. Each event's ``id`` is the
+number of characters of reply text it covers. A connection only watches: it
+never starts or stops a model.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from markupsafe import escape
+
+from . import storage
+from .generation import generations
+from .partials import render_partial
+
+logger = logging.getLogger(__name__)
+
+PING_INTERVAL = 15.0
+BATCH_INTERVAL = 0.02  # at most ~50 token events a second per stream
+POLL_INTERVAL = 0.5  # when another process generates the reply
+RETRY_MS = 1000
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def escape_text(text: str) -> str:
+    # A lone carriage return would end an SSE line; as an entity it stays text.
+    return str(escape(text)).replace("\r", "&#13;")
+
+
+def event(name: str, data: str, id: int | None = None) -> bytes:
+    lines = []
+    if id is not None:
+        lines.append(f"id: {id}")
+    lines.append(f"event: {name}")
+    lines.extend("data: " + line for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+class EventStream:
+    """Writes events to one ASGI connection; notices when the client left."""
+
+    def __init__(self, send, receive):
+        self._send = send
+        self._receive = receive
+        self.closed = False
+        self._watcher: asyncio.Task | None = None
+
+    async def open(self):
+        await self._send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await self.write(f"retry: {RETRY_MS}\n\n".encode())
+        self._watcher = asyncio.create_task(self._watch_disconnect())
+
+    async def _watch_disconnect(self):
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.closed = True
+                return
+
+    async def write(self, data: bytes):
+        if self.closed:
+            return
+        try:
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        except (OSError, RuntimeError):
+            # uvicorn raises on a send after the client went away
+            self.closed = True
+
+    async def close(self):
+        if self._watcher:
+            self._watcher.cancel()
+        if not self.closed:
+            with contextlib.suppress(OSError, RuntimeError):
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def stream_message(datasette, request, send, receive, cid: str, mid: str, render_final):
+    """Serve the stream of message ``mid``. ``render_final(message)`` draws the
+    finished message (the same partial as the page)."""
+    registry = generations(datasette)
+    stream = EventStream(send, receive)
+    await stream.open()
+    try:
+        generation = registry.running.get(mid)
+        if generation is not None:
+            await _follow_local(stream, datasette, generation, render_final)
+        else:
+            await _follow_stored(stream, datasette, registry, cid, mid, render_final)
+    except Exception:
+        # The response has started: there is no error page to send any more.
+        # The browser reconnects and gets a fresh snapshot.
+        logger.exception("Stream of message %s failed", mid)
+    finally:
+        await stream.close()
+
+
+async def _send_snapshot(stream, datasette, text: str):
+    html = await render_partial(datasette, "_streaming_text.html", text=text)
+    await stream.write(event("snapshot", html, id=len(text)))
+
+
+async def _send_final(stream, message, render_final):
+    name = "error" if message.status == "failed" else "done"
+    await stream.write(event(name, await render_final(message), id=len(message.text)))
+
+
+async def _follow_local(stream, datasette, generation, render_final):
+    chunks_sent = len(generation.chunks)
+    covered = generation.length
+    await _send_snapshot(stream, datasette, "".join(generation.chunks[:chunks_sent]))
+    last_write = time.monotonic()
+    while not stream.closed:
+        if len(generation.chunks) > chunks_sent:
+            upto = len(generation.chunks)
+            new_text = "".join(generation.chunks[chunks_sent:upto])
+            chunks_sent = upto
+            covered += len(new_text)
+            await stream.write(event("token", escape_text(new_text), id=covered))
+            last_write = time.monotonic()
+            await asyncio.sleep(BATCH_INTERVAL)
+            continue
+        if generation.done:
+            await _send_final(stream, generation.snapshot(), render_final)
+            return
+        await generation.changed(timeout=PING_INTERVAL)
+        if time.monotonic() - last_write >= PING_INTERVAL and not stream.closed:
+            await stream.write(b": ping\n\n")
+            last_write = time.monotonic()
+
+
+async def _follow_stored(stream, datasette, registry, cid, mid, render_final):
+    """Another process (or nobody) generates this message: follow what it
+    saves to the database."""
+    db = storage.llm_database(datasette)
+    sent = None
+    last_write = time.monotonic()
+    while not stream.closed:
+        message = await db.execute_fn(lambda conn: storage.read_message(conn, cid, mid))
+        if message is None:
+            return
+        message.status = registry.status_of(message)
+        if not message.streaming:
+            if sent is None:
+                await _send_snapshot(stream, datasette, message.text)
+            await _send_final(stream, message, render_final)
+            return
+        if sent is None:
+            await _send_snapshot(stream, datasette, message.text)
+            sent = len(message.text)
+            last_write = time.monotonic()
+        elif len(message.text) > sent:
+            await stream.write(event("token", escape_text(message.text[sent:]), id=len(message.text)))
+            sent = len(message.text)
+            last_write = time.monotonic()
+        elif time.monotonic() - last_write >= PING_INTERVAL:
+            await stream.write(b": ping\n\n")
+            last_write = time.monotonic()
+        await asyncio.sleep(POLL_INTERVAL)

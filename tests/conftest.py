@@ -1,0 +1,140 @@
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import llm.plugins
+import pytest
+import pytest_asyncio
+from datasette.app import Datasette
+
+import llm_test_models
+
+HERE = pathlib.Path(__file__).parent
+SECRET = "test-secret-not-for-production"
+
+if not llm.plugins.pm.has_plugin("llm-htmx-test-models"):
+    llm.plugins.pm.register(llm_test_models, name="llm-htmx-test-models")
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """A fresh llm user directory: logs.db, keys.json and default model."""
+    path = tmp_path / "llm"
+    path.mkdir()
+    monkeypatch.setenv("LLM_USER_PATH", str(path))
+    monkeypatch.setenv("LLM_HTMX_TEST_CALLS", str(tmp_path / "calls.txt"))
+    for var in ("OPENAI_API_KEY", "LLM_OPENAI_SHOW_RESPONSES"):
+        monkeypatch.delenv(var, raising=False)
+    return path
+
+
+def make_datasette(plugin_config=None, config=None):
+    config = dict(config or {})
+    config.setdefault("plugins", {})["datasette-llm-htmx"] = plugin_config or {}
+    ds = Datasette(config=config)
+    ds.root_enabled = True
+    return ds
+
+
+@pytest_asyncio.fixture
+async def ds(user_dir):
+    ds = make_datasette({"default_model": "steady"})
+    await ds.invoke_startup()
+    yield ds
+    ds.close()
+
+
+def cookies_for(ds, actor):
+    return {"ds_actor": ds.client.actor_cookie(actor)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real `datasette serve` in a subprocess, on a free port."""
+
+    def __init__(self, user_dir, extra_args=(), env=None):
+        self.user_dir = user_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = list(extra_args)
+        self.env = {**os.environ, "DATASETTE_SECRET": SECRET, **(env or {})}
+        self.process = None
+        signer = Datasette(secret=SECRET)
+        self.root_cookies = {"ds_actor": signer.sign({"a": {"id": "root"}}, "actor")}
+        self.signer = signer
+
+    def cookies(self, actor):
+        return {"ds_actor": self.signer.sign({"a": actor}, "actor")}
+
+    def start(self):
+        self.log = open(self.user_dir / f"server-{self.port}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "serve.py"), "serve", "--port", str(self.port),
+             "--root", "-s", "plugins.datasette-llm-htmx.default_model", "steady",
+             *self.extra_args],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/-/versions.json", timeout=1)
+                return self
+            except httpx.HTTPError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.read_log()}")
+                time.sleep(0.1)
+        raise RuntimeError("server did not start: " + self.read_log())
+
+    def read_log(self):
+        return (self.user_dir / f"server-{self.port}.log").read_text(errors="replace")
+
+    def client(self, actor=None, **kwargs):
+        cookies = self.cookies(actor) if actor else self.root_cookies
+        return httpx.Client(base_url=self.url, cookies=cookies, timeout=30, **kwargs)
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def server(user_dir):
+    server = Server(user_dir, env={"LLM_USER_PATH": str(user_dir)}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_server(user_dir):
+    servers = []
+
+    def make(**kwargs):
+        env = {"LLM_USER_PATH": str(user_dir), **kwargs.pop("env", {})}
+        server = Server(user_dir, env=env, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

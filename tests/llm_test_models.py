@@ -1,0 +1,108 @@
+"""Deterministic llm models for the tests, registered as an llm plugin.
+
+- ``steady``: async, with a sync twin (the same model id), as most API
+  plugins are.
+- ``steady-sync``: sync only, run by the plugin in a worker thread.
+
+Options control the reply: ``chunks`` (how many tokens), ``delay`` (seconds
+before each chunk), ``fail_after`` (raise after that many chunks) and ``text``
+(stream this text, a word at a time, instead of the default reply). The
+default reply reports the conversation the model was given, so tests can see
+context survive a restart. Set ``LLM_HTMX_TEST_CALLS`` to a file path to get
+one line per model call appended to it.
+"""
+
+import asyncio
+import os
+import re
+import time
+from typing import Optional
+
+import llm
+from pydantic import Field
+
+
+@llm.hookimpl
+def register_models(register):
+    register(Steady(), SteadyAsync())
+    register(SteadySync())
+
+
+class _Shared:
+    can_stream = True
+
+    class Options(llm.Options):
+        chunks: Optional[int] = Field(
+            description="How many tokens to send", default=None, ge=0, le=1_000_000
+        )
+        delay: Optional[float] = Field(
+            description="Seconds to wait before each token", default=None, ge=0, le=60
+        )
+        fail_after: Optional[int] = Field(
+            description="Raise an error after this many tokens", default=None, ge=0
+        )
+        text: Optional[str] = Field(
+            description="Stream this text instead of the default reply", default=None
+        )
+
+    def tokens(self, prompt) -> list[str]:
+        options = prompt.options
+        if options.text is not None:
+            return re.findall(r"\s*\S+\s*|\s+", options.text) or [""]
+        earlier = [
+            "".join(part.text for part in message.parts if hasattr(part, "text"))
+            for message in prompt.messages[:-1]
+            if message.role == "user"
+        ]
+        head = [f"Reply to: {prompt.prompt}\n"]
+        if earlier:
+            head.append("Earlier prompts: " + " | ".join(earlier) + "\n")
+        if prompt.system:
+            head.append(f"System: {prompt.system}\n")
+        count = 5 if options.chunks is None else options.chunks
+        return head + [f"token{i} " for i in range(count)]
+
+    def record_call(self, prompt):
+        path = os.environ.get("LLM_HTMX_TEST_CALLS")
+        if path:
+            with open(path, "a") as fp:
+                fp.write(f"{self.model_id}\t{prompt.prompt!r}\n")
+
+    def usage(self, prompt, response, tokens):
+        response.set_usage(input=len(prompt.prompt.split()), output=len(tokens))
+
+
+class Steady(_Shared, llm.Model):
+    model_id = "steady"
+
+    def execute(self, prompt, stream, response, conversation=None):
+        self.record_call(prompt)
+        tokens = self.tokens(prompt)
+        delay = prompt.options.delay or 0
+        for i, token in enumerate(tokens):
+            if prompt.options.fail_after is not None and i >= prompt.options.fail_after:
+                raise RuntimeError(f"steady failed after {i} tokens")
+            if delay:
+                time.sleep(delay)
+            yield token
+        self.usage(prompt, response, tokens)
+
+
+class SteadyAsync(_Shared, llm.AsyncModel):
+    model_id = "steady"
+
+    async def execute(self, prompt, stream, response, conversation=None):
+        self.record_call(prompt)
+        tokens = self.tokens(prompt)
+        delay = prompt.options.delay or 0
+        for i, token in enumerate(tokens):
+            if prompt.options.fail_after is not None and i >= prompt.options.fail_after:
+                raise RuntimeError(f"steady failed after {i} tokens")
+            if delay:
+                await asyncio.sleep(delay)
+            yield token
+        self.usage(prompt, response, tokens)
+
+
+class SteadySync(Steady):
+    model_id = "steady-sync"
