@@ -32,9 +32,13 @@ HEADERS = [
 ]
 
 
+# A carriage return ends an SSE line; some clients also split on the Unicode
+# line separators. As character references they stay text.
+LINE_BREAKS = str.maketrans({"\r": "&#13;", "\u2028": "&#8232;", "\u2029": "&#8233;", "\x85": "&#133;"})
+
+
 def escape_text(text: str) -> str:
-    # A lone carriage return would end an SSE line; as an entity it stays text.
-    return str(escape(text)).replace("\r", "&#13;")
+    return str(escape(text)).translate(LINE_BREAKS)
 
 
 def event(name: str, data: str, id: int | None = None) -> bytes:

@@ -126,8 +126,9 @@ def check_model(datasette, model_id: str):
 
 
 def check_prompt(datasette, form) -> tuple[str, str | None]:
-    prompt = form.get("prompt", "")
-    system = form.get("system", "") or None
+    # Browsers send a textarea's line breaks as CR LF; llm's CLI logs LF.
+    prompt = form.get("prompt", "").replace("\r\n", "\n")
+    system = form.get("system", "").replace("\r\n", "\n") or None
     if not prompt.strip():
         raise BadInput("Type a prompt before sending.")
     limit = settings(datasette).max_prompt_chars

@@ -6,7 +6,8 @@
 
 Options control the reply: ``chunks`` (how many tokens), ``delay`` (seconds
 before each chunk), ``fail_after`` (raise after that many chunks) and ``text``
-(stream this text, a word at a time, instead of the default reply). The
+(stream this text, a word at a time, instead of the default reply) and
+``hold`` (seconds to wait after the last token). The
 default reply reports the conversation the model was given, so tests can see
 context survive a restart. Set ``LLM_HTMX_TEST_CALLS`` to a file path to get
 one line per model call appended to it.
@@ -44,21 +45,27 @@ class _Shared:
         text: Optional[str] = Field(
             description="Stream this text instead of the default reply", default=None
         )
+        hold: Optional[float] = Field(
+            description="Seconds to wait after the last token", default=None, ge=0, le=60
+        )
 
     def tokens(self, prompt) -> list[str]:
         options = prompt.options
         if options.text is not None:
             return re.findall(r"\s*\S+\s*|\s+", options.text) or [""]
-        earlier = [
-            "".join(part.text for part in message.parts if hasattr(part, "text"))
-            for message in prompt.messages[:-1]
-            if message.role == "user"
-        ]
+        def text_of(message):
+            return "".join(getattr(part, "text", "") or "" for part in message.parts)
+
+        earlier = [text_of(m) for m in prompt.messages[:-1] if m.role == "user"]
+        # On a follow-up the system prompt is the first message of the chain
+        system = prompt.system or next(
+            (text_of(m) for m in prompt.messages if m.role == "system"), None
+        )
         head = [f"Reply to: {prompt.prompt}\n"]
         if earlier:
             head.append("Earlier prompts: " + " | ".join(earlier) + "\n")
-        if prompt.system:
-            head.append(f"System: {prompt.system}\n")
+        if system:
+            head.append(f"System: {system}\n")
         count = 5 if options.chunks is None else options.chunks
         return head + [f"token{i} " for i in range(count)]
 
@@ -85,6 +92,8 @@ class Steady(_Shared, llm.Model):
             if delay:
                 time.sleep(delay)
             yield token
+        if prompt.options.hold:
+            time.sleep(prompt.options.hold)
         self.usage(prompt, response, tokens)
 
 
@@ -101,6 +110,8 @@ class SteadyAsync(_Shared, llm.AsyncModel):
             if delay:
                 await asyncio.sleep(delay)
             yield token
+        if prompt.options.hold:
+            await asyncio.sleep(prompt.options.hold)
         self.usage(prompt, response, tokens)
 
 

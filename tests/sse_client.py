@@ -1,6 +1,9 @@
 """A small reader of text/event-stream over a real socket, for the tests."""
 
+import re
 from dataclasses import dataclass
+
+LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -10,10 +13,24 @@ class Event:
     id: str | None
 
 
+def iter_lines(response):
+    """Lines as the SSE spec splits them: on CR LF, CR or LF only (not on
+    the Unicode separators that str.splitlines() also knows)."""
+    buffer = ""
+    for text in response.iter_text():
+        buffer += text
+        while True:
+            match = LINE_END.search(buffer)
+            if not match or (match.group() == "\r" and match.end() == len(buffer)):
+                break
+            yield buffer[: match.start()]
+            buffer = buffer[match.end() :]
+
+
 def iter_events(response):
     """Yield each event (and each comment as Event('comment', ...))."""
     name, data, id_ = "message", [], None
-    for line in response.iter_lines():
+    for line in iter_lines(response):
         if line == "":
             if data:
                 yield Event(name, "\n".join(data), id_)

@@ -1,0 +1,138 @@
+"""In a real Chromium, through Playwright, against a real server."""
+
+import os
+import pathlib
+import re
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+        reason="Debian's chromium is not installed (apt-get install chromium)",
+    ),
+]
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    context.add_cookies(
+        [{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}]
+    )
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: page.errors.append(message.text) if message.type == "error" else None,
+    )
+    yield page
+    context.close()
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def add_option(page, name, value):
+    """The start form sends model options as option_<name> fields."""
+    page.evaluate(
+        """([name, value]) => {
+            const input = document.createElement("input");
+            input.type = "hidden"; input.name = name; input.value = value;
+            document.getElementById("chat-form").appendChild(input);
+        }""",
+        [name, value],
+    )
+
+
+def test_send_streams_then_renders_markdown(page, server):
+    page.goto(server.url + "/-/llm")
+    page.select_option("#model_id", "steady")
+    reply = "Here is a list:\n\n- alpha\n- beta\n\n```\ncode here\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    full = reply + "\n" + " ".join(f"word{i}" for i in range(40))
+    add_option(page, "option_text", full)
+    add_option(page, "option_delay", "0.03")
+    add_option(page, "option_hold", "1.5")
+    page.fill("#prompt", "Show me markdown")
+    page.press("#prompt", "Control+Enter")
+    page.wait_for_url(re.compile(r"/-/llm/[0-9a-z]{26}$"))
+    stream_text = page.locator(".stream-text")
+    stream_text.wait_for()
+    lengths = []
+    for _ in range(6):
+        lengths.append(len(stream_text.inner_text()))
+        page.wait_for_timeout(150)
+    # the reply grows while we watch: several distinct lengths
+    assert len(set(lengths)) >= 3, lengths
+    assert lengths == sorted(lengths)
+    screenshot(page, "streaming")
+    # all tokens are in, the reply is not done yet: not a character lost
+    page.wait_for_function(
+        "document.querySelector('.stream-text').textContent.endsWith('word39')"
+    )
+    # (a form post sends line breaks as CR LF)
+    assert stream_text.text_content().replace("\r\n", "\n") == full
+    page.locator("article.status-done").wait_for(timeout=15000)
+    body = page.locator("article .reply-body.markdown")
+    assert body.locator("li").count() == 2
+    assert body.locator("pre code").inner_text().strip() == "code here"
+    assert body.locator("table td").first.inner_text() == "1"
+    assert page.locator("[sse-connect]").count() == 0
+    assert page.errors == []
+    screenshot(page, "conversation")
+
+
+def test_follow_up_clears_textarea_and_keeps_focus(page, server):
+    page.goto(server.url + "/-/llm")
+    page.select_option("#model_id", "steady")
+    page.fill("#prompt", "First prompt")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/-/llm/[0-9a-z]{26}$"))
+    page.locator("article.status-done").wait_for()
+    # Enter makes a new line; Ctrl+Enter sends
+    page.focus("#prompt")
+    page.keyboard.type("Second")
+    page.keyboard.press("Enter")
+    page.keyboard.type("line")
+    assert page.input_value("#prompt") == "Second\nline"
+    page.keyboard.press("Control+Enter")
+    page.locator("article.status-done").nth(1).wait_for()
+    assert page.input_value("#prompt") == ""
+    assert page.evaluate("document.activeElement.id") == "prompt"
+    second = page.locator("article").nth(1)
+    assert "Earlier prompts: First prompt" in second.inner_text()
+    assert page.errors == []
+
+
+def test_index_screenshot(page, server):
+    page.goto(server.url + "/-/llm")
+    assert page.locator("#model_id").is_visible()
+    screenshot(page, "index")
+    assert page.errors == []

@@ -1,0 +1,168 @@
+"""Streaming over a real socket, against `datasette serve` in a subprocess."""
+
+import html
+import json
+import re
+import sqlite3
+import threading
+import time
+
+import httpx
+import pytest
+from helpers import cid_from
+from sse_client import iter_events, read_until_final
+
+STREAM = re.compile(r'sse-connect="(/-/llm/[0-9a-z]{26}/stream/[0-9a-z]{26})"')
+
+
+def start(client, **fields):
+    # a small delay per token keeps the reply streaming while the page loads
+    data = {"model_id": "steady", "prompt": "Hello", "option_delay": "0.02", **fields}
+    response = client.post("/-/llm/start", data=data)
+    cid = cid_from(response)
+    page = client.get(f"/-/llm/{cid}")
+    assert page.status_code == 200
+    match = STREAM.search(page.text)
+    return cid, (match.group(1) if match else None), page
+
+
+def streamed_text(events):
+    """The reply text a browser ends up with: the last snapshot, then tokens."""
+    text = ""
+    for event in events:
+        if event.name == "snapshot":
+            inner = re.sub(r"^<div[^>]*>|</div>$", "", event.data)
+            text = html.unescape(inner)
+        elif event.name == "token":
+            text += html.unescape(event.data)
+    return text
+
+
+def calls(user_dir):
+    path = user_dir.parent / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_stream_snapshot_tokens_done(server, user_dir):
+    with server.client() as client:
+        cid, stream_url, page = start(client, option_chunks="8", option_delay="0.05")
+        assert stream_url, page.text
+        assert 'hx-ext="sse"' in page.text
+        events = read_until_final(client, stream_url)
+        names = [e.name for e in events if e.name != "comment"]
+        assert names[0] == "snapshot"
+        assert names.count("token") >= 3
+        assert names[-1] == "done"
+        # ids count characters of reply text covered so far
+        ids = [int(e.id) for e in events if e.id is not None]
+        assert ids == sorted(ids)
+        expected = "Reply to: Hello\n" + "".join(f"token{i} " for i in range(8))
+        assert streamed_text(events) == expected
+        assert int(events[-1].id) == len(expected)
+        # the done event is the finished message, drawn by the page's partial
+        done = events[-1].data
+        assert done.startswith('<article id="m-')
+        assert "status-done" in done and "sse-connect" not in done
+        assert "<p>Reply to: Hello\ntoken0" in done
+        after = client.get(f"/-/llm/{cid}").text
+        assert "sse-connect" not in after
+        assert "token7" in after
+    logs = sqlite3.connect(user_dir / "logs.db").execute(
+        "select count(*) from turns where thread_id = ?", [cid]
+    ).fetchone()[0]
+    assert logs == 1
+
+
+def test_multi_line_and_special_text_arrives_intact(server):
+    text = "line one\nline two\r\nthird\u2028line & <b>tags</b>\n\n\nend"
+    with server.client() as client:
+        cid, stream_url, _ = start(client, option_text=text, option_delay="0.02")
+        events = read_until_final(client, stream_url)
+    assert streamed_text(events) == text
+    assert "<b>" not in "".join(e.data for e in events if e.name in ("snapshot", "token"))
+
+
+def test_sync_only_model_streams_from_a_thread(server):
+    with server.client() as client:
+        cid, stream_url, _ = start(
+            client, model_id="steady-sync", option_chunks="6", option_delay="0.05"
+        )
+        events = read_until_final(client, stream_url)
+    names = [e.name for e in events]
+    assert names[0] == "snapshot" and names[-1] == "done"
+    assert names.count("token") >= 3
+    assert "token5" in streamed_text(events)
+
+
+def test_llm_markov_streams(server):
+    with server.client() as client:
+        cid, stream_url, _ = start(
+            client,
+            model_id="markov",
+            prompt="the quick brown fox jumps over the lazy dog",
+            option_length="20",
+            option_delay="0.02",
+        )
+        events = read_until_final(client, stream_url)
+    assert events[-1].name == "done"
+    assert len(streamed_text(events).split()) == 20
+
+
+def test_follow_up_by_htmx_streams_and_keeps_context(server):
+    with server.client() as client:
+        cid, stream_url, _ = start(client, prompt="first question")
+        read_until_final(client, stream_url)
+        response = client.post(
+            f"/-/llm/{cid}/prompt", data={"prompt": "second question"},
+            headers={"HX-Request": "true"},
+        )
+        assert response.status_code == 200
+        follow_url = STREAM.search(response.text).group(1)
+        events = read_until_final(client, follow_url)
+        assert "Earlier prompts: first question" in streamed_text(events)
+
+
+def test_context_survives_a_restart(make_server, user_dir):
+    first = make_server()
+    with first.client() as client:
+        cid, stream_url, _ = start(client, prompt="remember the word tangerine", system="Be terse")
+        read_until_final(client, stream_url)
+    first.stop()
+    second = make_server()
+    with second.client() as client:
+        response = client.post(f"/-/llm/{cid}/prompt", data={"prompt": "what was the word?"},
+                               headers={"HX-Request": "true"})
+        events = read_until_final(client, STREAM.search(response.text).group(1))
+    text = streamed_text(events)
+    assert "Earlier prompts: remember the word tangerine" in text
+    assert "System: Be terse" in text
+
+
+def test_logged_reply_continues_with_llm_chat_cid(server, user_dir):
+    """The conversation is llm's: `llm logs --cid` shows it."""
+    import os
+    import subprocess
+    import sys
+
+    with server.client() as client:
+        cid, stream_url, _ = start(
+            client, model_id="echo", prompt="browser prompt", option_delay=""
+        )
+        if stream_url:
+            read_until_final(client, stream_url)
+    out = subprocess.run(
+        [sys.executable, "-m", "llm", "logs", "--cid", cid],
+        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "browser prompt" in out
+    assert f"conversation: {cid}" in out
+    out = subprocess.run(
+        [sys.executable, "-m", "llm", "-m", "echo", "--cid", cid, "from the cli"],
+        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert json.loads(out)["prompt"] == "from the cli"
+    with server.client() as client:
+        page = client.get(f"/-/llm/{cid}").text
+    assert "browser prompt" in page and "from the cli" in page
