@@ -178,6 +178,7 @@ class Generations:
                 await self._log(generation)
         message.text = generation.text()
         if message.status != "done":
+            generation.dirty = True  # the final status must reach the database
             await self._save([generation])
         generation.finished_at = time.monotonic()
         generation.notify()
