@@ -136,3 +136,49 @@ def test_index_screenshot(page, server):
     assert page.locator("#model_id").is_visible()
     screenshot(page, "index")
     assert page.errors == []
+
+
+def start_in_browser(page, server, prompt, **options):
+    page.goto(server.url + "/-/llm")
+    page.select_option("#model_id", "steady")
+    for name, value in options.items():
+        add_option(page, f"option_{name}", str(value))
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Control+Enter")
+    page.wait_for_url(re.compile(r"/-/llm/[0-9a-z]{26}$"))
+
+
+def test_stop_button_keeps_partial_and_offers_retry(page, server):
+    start_in_browser(page, server, "Stop me", chunks=300, delay=0.03)
+    page.wait_for_function("document.querySelector('.stream-text').textContent.includes('token3')")
+    page.click(".stop-form button")
+    page.locator("article.status-stopped").wait_for()
+    text = page.locator("article .reply-body").inner_text()
+    assert "token3" in text and "token299" not in text
+    assert page.locator(".retry-form button").is_visible()
+    page.reload()
+    assert page.locator("article.status-stopped").count() == 1
+    page.click(".retry-form button")
+    page.locator("article").nth(1).wait_for()
+    page.wait_for_function("document.querySelectorAll('article.status-done').length === 1", timeout=30000)
+    assert page.errors == []
+
+
+def test_error_shows_beside_the_form_and_keeps_the_text(page, server):
+    start_in_browser(page, server, "First")
+    page.locator("article.status-done").wait_for()
+    page.fill("#prompt", "x" * 10)
+    # an invalid option value, sent by htmx: the server refuses it with a 400
+    page.evaluate(
+        """() => {
+            const input = document.createElement("input");
+            input.type = "hidden"; input.name = "option_chunks"; input.value = "lots";
+            document.getElementById("prompt-form").appendChild(input);
+        }"""
+    )
+    page.press("#prompt", "Control+Enter")
+    page.locator("#form-error .llm-error").wait_for()
+    assert "Invalid option" in page.locator("#form-error").inner_text()
+    assert page.input_value("#prompt") == "x" * 10
+    assert page.locator("article").count() == 1
+    assert page.evaluate("document.activeElement.id") == "prompt"

@@ -163,6 +163,15 @@ def test_logged_reply_continues_with_llm_chat_cid(server, user_dir):
         capture_output=True, text=True, check=True,
     ).stdout
     assert json.loads(out)["prompt"] == "from the cli"
+    # and the interactive `llm chat --cid` continues it too
+    out = subprocess.run(
+        [sys.executable, "-m", "llm", "chat", "--cid", cid],
+        input="from llm chat\nquit\n",
+        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert '"prompt": "from llm chat"' in out
     with server.client() as client:
         page = client.get(f"/-/llm/{cid}").text
-    assert "browser prompt" in page and "from the cli" in page
+    assert "browser prompt" in page and "from the cli" in page and "from llm chat" in page
+    assert page.count('class="message status-done"') == 3
