@@ -2,7 +2,7 @@
 
 from datasette import hookimpl
 
-from . import permissions, storage, views
+from . import csp, permissions, storage, views
 from .rendering import format_time, markdown_to_html
 
 CID = r"(?P<cid>[^/.]+)"
@@ -36,6 +36,7 @@ def permission_resources_sql(datasette, actor, action):
 def startup(datasette):
     async def inner():
         await storage.prepare(datasette)
+        await csp.prepare(datasette)
 
     return inner
 

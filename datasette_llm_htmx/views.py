@@ -12,7 +12,7 @@ from datasette import Forbidden, NotFound, Response
 from datasette.utils.asgi import PayloadTooLarge
 from pydantic import ValidationError
 
-from . import permissions, storage
+from . import csp, permissions, storage
 from .config import settings
 from .generation import generations, resolve_model
 from .ids import is_id, new_id
@@ -34,6 +34,11 @@ class BadInput(Exception):
 
 def is_htmx(request) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+def html_response(datasette, body: str, status=200, headers=None) -> Response:
+    headers = {**(headers or {}), "Content-Security-Policy": csp.policy(datasette)}
+    return Response.html(body, status=status, headers=headers)
 
 
 def method_not_allowed(*allowed: str) -> Response:
@@ -166,7 +171,7 @@ def check_options(model, form) -> dict:
 async def index(request, datasette):
     if request.method != "GET":
         return method_not_allowed("GET")
-    await permissions.require_chat(datasette, request)
+    await permissions.require_chat_or_view(datasette, request)
     return await render_index(datasette, request)
 
 
@@ -185,10 +190,12 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
         )
     )
     form = form or {}
-    return Response.html(
+    return html_response(
+        datasette,
         await datasette.render_template(
             f"{TEMPLATE_DIR}/index.html",
             {
+                "can_chat": await permissions.can_chat(datasette, request.actor),
                 "models": model_choices(datasette),
                 "selected_model": form.get("model_id") or default_model_id(datasette),
                 "form": form,
@@ -239,7 +246,8 @@ async def render_conversation(
     datasette, request, conversation, *, error=None, form=None, status=200
 ):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
-    return Response.html(
+    return html_response(
+        datasette,
         await datasette.render_template(
             f"{TEMPLATE_DIR}/conversation.html",
             {
@@ -277,7 +285,8 @@ async def render_message(datasette, request, message, can_write) -> str:
 
 async def error_partial(datasette, request, error: BadInput) -> Response:
     html = await render_partial(datasette, "_form_error.html", request=request, error=error.message)
-    return Response.html(
+    return html_response(
+        datasette,
         html,
         status=error.status,
         headers={"HX-Retarget": "#form-error", "HX-Reswap": "innerHTML"},
@@ -323,7 +332,7 @@ async def follow_up(request, datasette):
         message, actor_id=permissions.actor_id(request.actor), new_conversation=False
     )
     if is_htmx(request):
-        return Response.html(await render_message(datasette, request, message, True))
+        return html_response(datasette, await render_message(datasette, request, message, True))
     return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
 
 
@@ -343,7 +352,7 @@ async def stop(request, datasette):
     if is_htmx(request):
         conversation = await load_readable(datasette, request)
         message = find_message(conversation, message.id)
-        return Response.html(await render_message(datasette, request, message, True))
+        return html_response(datasette, await render_message(datasette, request, message, True))
     return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
 
 
@@ -371,7 +380,7 @@ async def retry(request, datasette):
         message, actor_id=permissions.actor_id(request.actor), new_conversation=False
     )
     if is_htmx(request):
-        return Response.html(await render_message(datasette, request, message, True))
+        return html_response(datasette, await render_message(datasette, request, message, True))
     return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
 
 

@@ -60,6 +60,19 @@ def screenshot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def wait_for(page, expression, timeout=15):
+    """Poll a JS expression from outside the page: the pages' CSP forbids the
+    eval that Playwright's wait_for_function uses inside the page."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.evaluate(expression):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"timed out waiting for {expression}")
+
+
 def add_option(page, name, value):
     """The start form sends model options as option_<name> fields."""
     page.evaluate(
@@ -94,9 +107,7 @@ def test_send_streams_then_renders_markdown(page, server):
     assert lengths == sorted(lengths)
     screenshot(page, "streaming")
     # all tokens are in, the reply is not done yet: not a character lost
-    page.wait_for_function(
-        "document.querySelector('.stream-text').textContent.endsWith('word39')"
-    )
+    wait_for(page, "document.querySelector('.stream-text').textContent.endsWith('word39')")
     # (a form post sends line breaks as CR LF)
     assert stream_text.text_content().replace("\r\n", "\n") == full
     page.locator("article.status-done").wait_for(timeout=15000)
@@ -150,7 +161,7 @@ def start_in_browser(page, server, prompt, **options):
 
 def test_stop_button_keeps_partial_and_offers_retry(page, server):
     start_in_browser(page, server, "Stop me", chunks=300, delay=0.03)
-    page.wait_for_function("document.querySelector('.stream-text').textContent.includes('token3')")
+    wait_for(page, "document.querySelector('.stream-text').textContent.includes('token3')")
     page.click(".stop-form button")
     page.locator("article.status-stopped").wait_for()
     text = page.locator("article .reply-body").inner_text()
@@ -160,7 +171,7 @@ def test_stop_button_keeps_partial_and_offers_retry(page, server):
     assert page.locator("article.status-stopped").count() == 1
     page.click(".retry-form button")
     page.locator("article").nth(1).wait_for()
-    page.wait_for_function("document.querySelectorAll('article.status-done').length === 1", timeout=30000)
+    wait_for(page, "document.querySelectorAll('article.status-done').length === 1", timeout=30)
     assert page.errors == []
 
 
