@@ -14,11 +14,15 @@ def register_routes(datasette):
     return [
         (r"^/-/llm$", views.index),
         (r"^/-/llm/start$", views.start),
+        (r"^/-/llm/options$", views.model_options),
         (rf"^/-/llm/{CID}$", views.conversation_page),
+        (rf"^/-/llm/{CID}\.(?P<format>md|json)$", views.export),
         (rf"^/-/llm/{CID}/prompt$", views.follow_up),
         (rf"^/-/llm/{CID}/stream/{MID}$", views.stream),
         (rf"^/-/llm/{CID}/stop/{MID}$", views.stop),
         (rf"^/-/llm/{CID}/retry/{MID}$", views.retry),
+        (rf"^/-/llm/{CID}/title$", views.title),
+        (rf"^/-/llm/{CID}/prompt/{MID}$", views.whole_prompt),
     ]
 
 

@@ -9,6 +9,7 @@ llm's own ``log_to_db``.
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -20,7 +21,11 @@ import llm
 from llm.cli import load_conversation
 
 from . import storage
+from .config import settings
 from .storage import Message
+from .titles import TITLE_TIMEOUT, generate_title
+
+logger = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 # Which process runs a message: host, pid and a token for this process's life
@@ -46,6 +51,8 @@ class Generation:
         self.finished_at: float | None = None
         self.stop_requested = False
         self.dirty = False
+        self.name_conversation = False  # the first reply names the conversation
+        self.new_title: str | None = None
         self._event: asyncio.Event | None = None
 
     @property
@@ -112,6 +119,7 @@ class Generations:
         message.status = "pending"
         message.worker = WORKER
         generation = Generation(message, response, is_async)
+        generation.name_conversation = new_conversation
         await self.db.execute_write_fn(
             lambda conn: storage.record_start(
                 conn, message=message, actor_id=actor_id, new=new_conversation
@@ -175,7 +183,12 @@ class Generations:
             if generation.stop_requested:
                 message.status = "stopped"
             else:
-                await self._log(generation)
+                if await self._log(generation):
+                    if generation.name_conversation:
+                        await self._name_conversation(generation)
+                    # done only now, so that a page drawn while the title
+                    # was being written still connects and gets it
+                    message.status = "done"
         message.text = generation.text()
         if message.status != "done":
             generation.dirty = True  # the final status must reach the database
@@ -253,7 +266,7 @@ class Generations:
             drain()
             raise
 
-    async def _log(self, generation: Generation) -> None:
+    async def _log(self, generation: Generation) -> bool:
         message = generation.message
         response = generation.response
         try:
@@ -263,12 +276,32 @@ class Generations:
         except Exception as error:
             message.status = "failed"
             message.error = "The reply could not be logged: " + describe_error(error)
-            return
-        message.status = "done"
+            return False
         message.input_tokens = response.input_tokens
         message.output_tokens = response.output_tokens
         duration = response.duration_ms()
         message.duration_ms = await duration if generation.is_async else duration
+        return True
+
+    async def _name_conversation(self, generation: Generation) -> None:
+        """Name the conversation with a model, before the done event goes out
+        so that it carries the new title."""
+        title_model = settings(self.datasette).title_model
+        if title_model is False:
+            return  # keep the name llm gave it: the first prompt, shortened
+        message = generation.message
+        try:
+            title = await asyncio.wait_for(
+                generate_title(title_model or message.model_id, message.prompt, generation.text()),
+                TITLE_TIMEOUT,
+            )
+            if title:
+                await self.db.execute_write_fn(
+                    lambda conn: storage.rename(conn, message.conversation_id, title)
+                )
+                generation.new_title = title
+        except Exception as error:  # a title is a nicety: never fail a reply for it
+            logger.warning("Could not name conversation %s: %s", message.conversation_id, error)
 
     # Stopping
 

@@ -113,9 +113,10 @@ async def _send_snapshot(stream, datasette, text: str):
     await stream.write(event("snapshot", html, id=len(text)))
 
 
-async def _send_final(stream, message, render_final):
+async def _send_final(stream, message, render_final, new_title=None):
     name = "error" if message.status == "failed" else "done"
-    await stream.write(event(name, await render_final(message), id=len(message.text)))
+    html = await render_final(message, new_title)
+    await stream.write(event(name, html, id=len(message.text)))
 
 
 async def _follow_local(stream, datasette, generation, render_final):
@@ -134,7 +135,9 @@ async def _follow_local(stream, datasette, generation, render_final):
             await asyncio.sleep(BATCH_INTERVAL)
             continue
         if generation.done:
-            await _send_final(stream, generation.snapshot(), render_final)
+            await _send_final(
+                stream, generation.snapshot(), render_final, generation.new_title
+            )
             return
         await generation.changed(timeout=PING_INTERVAL)
         if time.monotonic() - last_write >= PING_INTERVAL and not stream.closed:

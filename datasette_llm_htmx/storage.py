@@ -210,6 +210,15 @@ def log_response(conn, response, mid: str) -> None:
     conn.execute("delete from unlogged_messages where id = ?", [mid])
 
 
+def rename(conn, cid: str, name: str) -> None:
+    """The one write to llm's tables by hand: a conversation's name."""
+    from llm.logs import LogStore
+
+    LogStore(sqlite_utils.Database(conn)).ensure_thread(cid, name=name)
+    conn.execute("update threads set name = ? where id = ?", [name, cid])
+    conn.execute("update conversations set name = ? where id = ?", [name, cid])
+
+
 # Reads.
 
 
@@ -471,6 +480,28 @@ order by id desc
 limit :limit
 """
 
+# Search: conversations with a turn whose prompt or reply matches, through
+# llm's own full-text indexes of both generations of tables.
+SEARCH_IDS_SQL = """
+select id from (
+    select turns.thread_id as id
+    from turn_search_fts
+    join turn_search on turn_search.id = turn_search_fts.rowid
+    join turns on turns.id = turn_search.turn_id
+    where turn_search_fts match :query
+    union
+    select responses.conversation_id as id
+    from responses_fts
+    join responses on responses.rowid = responses_fts.rowid
+    where responses_fts match :query
+)
+where id is not null and (:before is null or id < :before)
+{own}
+order by id desc
+limit :limit
+"""
+OWN_FILTER = "and id in (select id from initiated where actor_id = :actor_id)"
+
 LIST_DETAILS_SQL = """
 select ids.value as id,
     coalesce(threads.name, conversations.name) as name,
@@ -510,17 +541,28 @@ class ListedConversation:
     actor_id: str | None
 
 
+def fts_query(text: str) -> str:
+    """Each word a quoted phrase: what people type never breaks FTS syntax."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+
+
 def list_conversations(
-    conn, *, actor_id: str | None, everyone: bool, before: str | None, limit: int
+    conn,
+    *,
+    actor_id: str | None,
+    everyone: bool,
+    before: str | None,
+    limit: int,
+    query: str | None = None,
 ) -> tuple[list[ListedConversation], str | None]:
-    """A page of conversations and the id to continue after, if any."""
-    sql = LIST_IDS_SQL if everyone else LIST_OWN_IDS_SQL
-    ids = [
-        row[0]
-        for row in conn.execute(
-            sql, {"before": before, "limit": limit + 1, "actor_id": actor_id}
-        )
-    ]
+    """A page of conversations, newest first, and the id to continue after."""
+    params = {"before": before, "limit": limit + 1, "actor_id": actor_id}
+    if query and query.strip():
+        sql = SEARCH_IDS_SQL.format(own="" if everyone else OWN_FILTER)
+        params["query"] = fts_query(query)
+    else:
+        sql = LIST_IDS_SQL if everyone else LIST_OWN_IDS_SQL
+    ids = [row[0] for row in conn.execute(sql, params)]
     next_before = ids[limit - 1] if len(ids) > limit else None
     ids = ids[:limit]
     rows = conn.execute(LIST_DETAILS_SQL, {"ids": json.dumps(ids)}).fetchall()

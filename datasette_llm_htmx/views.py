@@ -12,10 +12,12 @@ from datasette import Forbidden, NotFound, Response
 from datasette.utils.asgi import PayloadTooLarge
 from pydantic import ValidationError
 
-from . import csp, permissions, storage
+from . import csp, permissions, storage, titles
+from . import export as export_formats
 from .config import settings
 from .generation import generations, resolve_model
 from .ids import is_id, new_id
+from .options import option_fields
 from .partials import TEMPLATE_DIR, render_partial
 from .sse import stream_message
 from .storage import Message, utcnow
@@ -179,6 +181,7 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
     before = request.args.get("before")
     if before and not is_id(before):
         before = None
+    q = (request.args.get("q") or "").strip()
     everyone = await permissions.can_view_all(datasette, request.actor)
     listed, next_before = await storage.llm_database(datasette).execute_fn(
         lambda conn: storage.list_conversations(
@@ -187,9 +190,21 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
             everyone=everyone,
             before=before,
             limit=PAGE_SIZE,
+            query=q,
         )
     )
+    context = {"conversations": listed, "next_before": next_before, "q": q}
+    if (
+        is_htmx(request)
+        and request.headers.get("hx-target") == "conversation-list"
+        and not request.headers.get("hx-history-restore-request")
+    ):
+        return html_response(
+            datasette,
+            await render_partial(datasette, "_conversation_list.html", request=request, **context),
+        )
     form = form or {}
+    selected = form.get("model_id") or default_model_id(datasette)
     return html_response(
         datasette,
         await datasette.render_template(
@@ -197,15 +212,50 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
             {
                 "can_chat": await permissions.can_chat(datasette, request.actor),
                 "models": model_choices(datasette),
-                "selected_model": form.get("model_id") or default_model_id(datasette),
+                "selected_model": selected,
+                "option_fields": fields_for(datasette, selected),
+                "option_values_given": any(
+                    k.startswith("option_") and v for k, v in form.items()
+                ),
                 "form": form,
                 "error": error,
-                "conversations": listed,
-                "next_before": next_before,
+                **context,
             },
             request=request,
         ),
         status=status,
+    )
+
+
+def fields_for(datasette, model_id):
+    allowed = settings(datasette).models
+    if not model_id or (allowed is not None and model_id not in allowed):
+        return []
+    try:
+        model, _ = resolve_model(model_id)
+    except llm.UnknownModelError:
+        return []
+    return option_fields(model)
+
+
+async def model_options(request, datasette):
+    """The options fields of one model, for htmx to swap in when the model
+    select changes."""
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    await permissions.require_chat(datasette, request)
+    model_id = request.args.get("model_id", "")
+    return html_response(
+        datasette,
+        await render_partial(
+            datasette,
+            "_options.html",
+            request=request,
+            fields=fields_for(datasette, model_id),
+            values={},
+            model_id=model_id,
+            open=False,
+        ),
     )
 
 
@@ -270,6 +320,7 @@ def message_context(datasette, cid: str, can_write: bool) -> dict:
         "cid": cid,
         "chat_url": datasette.urls.path(f"/-/llm/{cid}"),
         "can_write": can_write,
+        "truncate_chars": settings(datasette).truncate_prompt_chars,
     }
 
 
@@ -393,13 +444,116 @@ async def stream(request, datasette, send, receive):
     message = find_message(conversation, request.url_vars["mid"])
     can_write = await permissions.can_write(datasette, request.actor, conversation)
 
-    async def render_final(final):
-        return await render_message(datasette, request, final, can_write)
+    async def render_final(final, new_title=None):
+        html = await render_message(datasette, request, final, can_write)
+        if new_title:  # the first reply named the conversation: show it
+            html += "\n" + await render_partial(
+                datasette, "_title.html", request=request, title=new_title, oob=True,
+                **message_context(datasette, conversation.id, can_write),
+            )
+        return html
 
     await stream_message(
         datasette, request, send, receive, conversation.id, message.id, render_final
     )
     return None
+
+
+async def whole_prompt(request, datasette):
+    """The whole prompt of a truncated message: a fragment for htmx, a page
+    without."""
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    conversation = await load_readable(datasette, request)
+    message = find_message(conversation, request.url_vars["mid"])
+    can_write = await permissions.can_write(datasette, request.actor, conversation)
+    context = {
+        "conversation": conversation,
+        "message": message,
+        "limit": None,
+        **message_context(datasette, conversation.id, can_write),
+    }
+    if is_htmx(request):
+        html = await render_partial(datasette, "_prompt.html", request=request, **context)
+    else:
+        html = await datasette.render_template(
+            f"{TEMPLATE_DIR}/prompt.html", context, request=request
+        )
+    return html_response(datasette, html)
+
+
+async def export(request, datasette):
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    conversation = await load_readable(datasette, request)
+    if request.url_vars["format"] == "md":
+        body, content_type = export_formats.to_markdown(conversation), "text/markdown"
+    else:
+        body, content_type = export_formats.to_json(conversation), "application/json"
+    return Response(
+        body,
+        headers=export_formats.EXPORT_HEADERS,
+        content_type=f"{content_type}; charset=utf-8",
+    )
+
+
+# Titles
+
+
+async def title(request, datasette):
+    if request.method not in ("GET", "POST"):
+        return method_not_allowed("GET", "POST")
+    conversation = await load_writable(datasette, request)
+    context = message_context(datasette, conversation.id, True)
+    if request.method == "GET":
+        if request.args.get("show") == "title":
+            return html_response(
+                datasette,
+                await render_partial(
+                    datasette, "_title.html", request=request, title=conversation.title, **context
+                ),
+            )
+        return await render_title_form(datasette, request, conversation, conversation.title)
+    form = {}
+    try:
+        form = await read_form(request, datasette)
+        new_title = " ".join(form.get("title", "").split())
+        if not new_title:
+            raise BadInput("Type a title, or pick a suggestion.")
+        if len(new_title) > titles.MAX_TITLE_CHARS:
+            raise BadInput(f"A title can have at most {titles.MAX_TITLE_CHARS} characters.")
+    except BadInput as error:
+        return await render_title_form(
+            datasette, request, conversation, form.get("title", ""), error=error
+        )
+    await storage.llm_database(datasette).execute_write_fn(
+        lambda conn: storage.rename(conn, conversation.id, new_title)
+    )
+    if is_htmx(request):
+        return html_response(
+            datasette,
+            await render_partial(datasette, "_title.html", request=request, title=new_title, **context),
+        )
+    return Response.redirect(conversation_url(datasette, conversation.id), status=303)
+
+
+async def render_title_form(datasette, request, conversation, value, error=None):
+    context = {
+        "conversation": conversation,
+        "value": value,
+        "error": error.message if error else None,
+        "suggestions": titles.suggestions(conversation),
+        "max_chars": titles.MAX_TITLE_CHARS,
+        **message_context(datasette, conversation.id, True),
+    }
+    status = error.status if error else 200
+    if is_htmx(request):
+        html = await render_partial(datasette, "_title_form.html", request=request, **context)
+    else:
+        html = await datasette.render_template(
+            f"{TEMPLATE_DIR}/title.html", context, request=request
+        )
+    return html_response(datasette, html, status=status)
 
 
 # Helpers

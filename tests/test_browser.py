@@ -193,3 +193,45 @@ def test_error_shows_beside_the_form_and_keeps_the_text(page, server):
     assert page.input_value("#prompt") == "x" * 10
     assert page.locator("article").count() == 1
     assert page.evaluate("document.activeElement.id") == "prompt"
+
+
+def test_print_to_pdf_is_a_clean_transcript(page, server, tmp_path):
+    import subprocess
+
+    long_line = "x = '" + "a" * 150 + "'  # END_OF_LONG_LINE"
+    reply = (
+        "A reply with a [link](https://example.com/docs) and code:\n\n"
+        f"```python\n{long_line}\n```\n"
+    )
+    start_in_browser(page, server, "First printed prompt", text=reply)
+    page.locator("article.status-done").wait_for()
+    page.fill("#prompt", "Second printed prompt")
+    page.press("#prompt", "Control+Enter")
+    page.locator("article.status-done").nth(1).wait_for()
+    pdf = tmp_path / "conversation.pdf"
+    page.pdf(path=str(pdf), format="A4")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "conversation.pdf").write_bytes(pdf.read_bytes())
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    for expected in (
+        "First printed prompt",
+        "Second printed prompt",
+        "Earlier prompts: First printed prompt",
+        "steady",
+        "UTC",
+        "https://example.com/docs",  # link URLs written out
+        "END_OF_LONG_LINE",  # long code lines wrap rather than being cut
+    ):
+        assert expected in text, expected
+    for unwanted in ("Follow-up", "Send", "Rename", "Ctrl+Enter", "Print", "Powered by", "Stop"):
+        assert unwanted not in text, unwanted
+
+
+def test_new_title_appears_without_a_reload(page, server):
+    start_in_browser(page, server, "Name this chat", chunks=10, delay=0.1)
+    assert page.locator("#conversation-title h1").inner_text() == "Name this chat"
+    page.locator("article.status-done").wait_for()
+    assert page.locator("#conversation-title h1").inner_text() == "Reply to: Name this chat"
+    assert page.errors == []

@@ -31,7 +31,7 @@ async def test_index_has_model_select_form_and_menu_link(ds):
     response = await ds.client.get("/-/llm", cookies=cookies_for(ds, ROOT))
     assert response.status_code == 200
     html = response.text
-    assert '<select id="model_id" name="model_id">' in html
+    assert "<select id=\"model_id\" name=\"model_id\"" in html
     assert '<option value="steady" selected>' in html
     assert '<option value="echo">' in html
     assert '<option value="markov">' in html

@@ -80,7 +80,13 @@ async def test_permission_matrix(world):
     for (actor_name, owner), expected in READ.items():
         actor = ACTORS[actor_name]
         cid, mid = conversations[owner], messages[owner]
-        for path in (f"/-/llm/{cid}", f"/-/llm/{cid}/stream/{mid}"):
+        for path in (
+            f"/-/llm/{cid}",
+            f"/-/llm/{cid}/stream/{mid}",
+            f"/-/llm/{cid}/prompt/{mid}",
+            f"/-/llm/{cid}.md",
+            f"/-/llm/{cid}.json",
+        ):
             response = await request(ds, actor, "GET", path)
             assert response.status_code == expected, (actor_name, owner, path)
     for (actor_name, owner), expected in WRITE.items():
@@ -89,10 +95,14 @@ async def test_permission_matrix(world):
         for path, data in (
             (f"/-/llm/{cid}/stop/{mid}", {}),
             (f"/-/llm/{cid}/prompt", {"prompt": "follow-up", "option_delay": ""}),
+            (f"/-/llm/{cid}/title", {"title": f"renamed by {actor_name}"}),
         ):
             response = await request(ds, actor, "POST", path, data=data)
             assert response.status_code == expected, (actor_name, owner, path)
             await wait_for_generations(ds)
+        # the rename form is for writers only
+        response = await request(ds, actor, "GET", f"/-/llm/{cid}/title")
+        assert response.status_code == (200 if expected == 303 else expected), (actor_name, owner)
 
 
 @pytest.mark.asyncio

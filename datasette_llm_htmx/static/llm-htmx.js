@@ -32,6 +32,23 @@
     if (textarea && (form || event.detail.elt.closest(".message"))) textarea.focus();
   });
 
+  // Print: a button only where JavaScript can press it.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-print]").forEach(function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () { window.print(); });
+    });
+  });
+
+  // "View all" replaced the link that had focus: keep focus on the prompt.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.classList && target.classList.contains("prompt-block")) {
+      var block = document.getElementById(target.id);
+      if (block) block.focus();
+    }
+  });
+
   // Keep the newest message in view as it arrives.
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
