@@ -143,15 +143,22 @@ def test_follow_up_clears_textarea_and_keeps_focus(page, server):
 
 
 def test_index_screenshot(page, server):
+    with server.client() as client:
+        for prompt in ("What is a database index?", "Write a haiku about SQLite"):
+            client.post("/-/llm/start", data={"model_id": "steady", "prompt": prompt})
+        client.post("/-/llm/start", data={"model_id": "markov", "prompt": "the cat sat on the mat", "option_delay": "0"})
     page.goto(server.url + "/-/llm")
     assert page.locator("#model_id").is_visible()
     screenshot(page, "index")
     assert page.errors == []
 
 
-def start_in_browser(page, server, prompt, **options):
+def start_in_browser(page, server, prompt, system=None, **options):
     page.goto(server.url + "/-/llm")
     page.select_option("#model_id", "steady")
+    if system:
+        page.click(".system-details summary")
+        page.fill("#system", system)
     for name, value in options.items():
         add_option(page, f"option_{name}", str(value))
     page.fill("#prompt", prompt)

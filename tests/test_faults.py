@@ -244,7 +244,7 @@ def test_no_javascript_flow(server):
         assert response.status_code == 303
         cid = response.headers["location"].rsplit("/", 1)[1]
         page = client.get(f"/-/llm/{cid}").text
-        assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in page
+        assert f'<noscript><meta http-equiv="refresh" content="2; url=/-/llm/{cid}"></noscript>' in page
         # the text so far is on the page itself
         assert '<div class="stream-text"' in page
         page = wait_until(

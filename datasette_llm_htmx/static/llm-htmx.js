@@ -29,7 +29,8 @@
     var form = promptForm(event.detail.elt);
     var textarea = document.getElementById("prompt");
     if (form && event.detail.successful && textarea) textarea.value = "";
-    if (textarea && (form || event.detail.elt.closest(".message"))) textarea.focus();
+    var stopOrRetry = event.detail.elt.closest && event.detail.elt.closest(".stop-form, .retry-form");
+    if (textarea && (form || stopOrRetry)) textarea.focus();
   });
 
   // Print: a button only where JavaScript can press it.
@@ -40,13 +41,45 @@
     });
   });
 
-  // "View all" replaced the link that had focus: keep focus on the prompt.
+  // A swap removed the element that had focus: put focus somewhere that
+  // makes sense, so keyboard users keep their place.
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
-    if (target && target.classList && target.classList.contains("prompt-block")) {
-      var block = document.getElementById(target.id);
-      if (block) block.focus();
+    if (!target || !target.id) return;
+    var swapped = document.getElementById(target.id);
+    if (!swapped || swapped.contains(document.activeElement)) return;
+    if (swapped.classList.contains("prompt-block")) {
+      swapped.focus(); // "View all" showed the whole prompt
+    } else if (swapped.classList.contains("title-block")) {
+      var rename = swapped.querySelector(".rename-link");
+      if (rename) rename.focus(); // renamed, or cancelled
     }
+  });
+
+  // Tell screen readers when a reply starts and ends, not every token: the
+  // live region is polite, and only whole messages arriving change it.
+  var ANNOUNCEMENTS = {
+    "status-pending": "Generating…",
+    "status-running": "Generating…",
+    "status-done": "Reply complete",
+    "status-stopped": "Reply stopped",
+    "status-failed": "Reply failed",
+    "status-interrupted": "Reply interrupted"
+  };
+  document.addEventListener("DOMContentLoaded", function () {
+    var messages = document.getElementById("messages");
+    var status = document.getElementById("chat-status");
+    if (!messages || !status) return;
+    new MutationObserver(function (mutations) {
+      mutations.forEach(function (mutation) {
+        mutation.addedNodes.forEach(function (node) {
+          if (!node.classList || !node.classList.contains("message")) return;
+          for (var name in ANNOUNCEMENTS) {
+            if (node.classList.contains(name)) status.textContent = ANNOUNCEMENTS[name];
+          }
+        });
+      });
+    }).observe(messages, { childList: true });
   });
 
   // Keep the newest message in view as it arrives.
