@@ -9,6 +9,7 @@ llm's own ``log_to_db``.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -120,13 +121,20 @@ class Generations:
         message.worker = WORKER
         generation = Generation(message, response, is_async)
         generation.name_conversation = new_conversation
-        await self.db.execute_write_fn(
-            lambda conn: storage.record_start(
-                conn, message=message, actor_id=actor_id, new=new_conversation
-            )
-        )
+        # The model starts while the record is written: writes are queued on
+        # one thread in order, so this record precedes every later save.
         self.running[message.id] = generation
         generation.task = asyncio.create_task(self._run(generation))
+        try:
+            await self.db.execute_write_fn(
+                lambda conn: storage.record_start(
+                    conn, message=message, actor_id=actor_id, new=new_conversation
+                )
+            )
+        except BaseException:
+            generation.task.cancel()
+            del self.running[message.id]
+            raise
         self._ensure_saver()
         return generation
 
@@ -400,8 +408,12 @@ def generations(datasette) -> Generations:
     return registry
 
 
+@functools.lru_cache(maxsize=256)
 def resolve_model(model_id: str):
-    """(model, is_async): the async variant where the model has one."""
+    """(model, is_async): the async variant where the model has one.
+
+    Plugins register their models once, at startup: asking them all again
+    on every request costs a millisecond."""
     try:
         return llm.get_async_model(model_id), True
     except llm.UnknownModelError:

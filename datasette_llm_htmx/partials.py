@@ -5,8 +5,7 @@ TEMPLATE_DIR = "llm_htmx"
 
 
 async def render_partial(datasette, name: str, request=None, **context) -> str:
-    template = datasette.get_jinja_environment(request).get_template(
-        f"{TEMPLATE_DIR}/{name}"
-    )
+    env = datasette.get_jinja_environment(request)
+    template = env.get_template(f"{TEMPLATE_DIR}/{name}")
     context.setdefault("urls", datasette.urls)
     return await template.render_async(context)

@@ -222,8 +222,9 @@ def rename(conn, cid: str, name: str) -> None:
 # Reads.
 
 
-def read_conversation(conn, cid: str) -> Conversation | None:
-    """The whole conversation, from every table that can hold part of it."""
+def read_conversation(conn, cid: str, with_messages: bool = True) -> Conversation | None:
+    """The whole conversation, from every table that can hold part of it;
+    without its messages, just who owns it and what it is called."""
     thread = conn.execute(
         "select name, datetime_utc from threads where id = ?", [cid]
     ).fetchone()
@@ -234,10 +235,12 @@ def read_conversation(conn, cid: str) -> Conversation | None:
         "select model_id, actor_id, datetime_utc, prompt from initiated where id = ?",
         [cid],
     ).fetchone()
-    messages = {m.id: m for m in _legacy_messages(conn, cid)}
-    messages.update((m.id, m) for m in _thread_messages(conn, cid))
-    for message in _unlogged_messages(conn, "conversation_id = ?", [cid]):
-        messages.setdefault(message.id, message)
+    messages = {}
+    if with_messages:
+        messages = {m.id: m for m in _legacy_messages(conn, cid)}
+        messages.update((m.id, m) for m in _thread_messages(conn, cid))
+        for message in _unlogged_messages(conn, "conversation_id = ?", [cid]):
+            messages.setdefault(message.id, message)
     if not (thread or legacy or initiated or messages):
         return None
     ordered = sorted(messages.values(), key=lambda m: m.id)
@@ -262,6 +265,26 @@ def read_conversation(conn, cid: str) -> Conversation | None:
         datetime_utc=started,
         messages=ordered,
     )
+
+
+def continuation(conn, cid: str) -> tuple[str | None, list[Message]]:
+    """What a follow-up needs without reading the whole conversation: the
+    model of the latest message, and the messages not yet logged."""
+    unlogged = _unlogged_messages(conn, "conversation_id = ?", [cid])
+    latest = conn.execute(
+        """select model, id from (
+            select model, id from (select model, id from turns where thread_id = :cid
+                                   order by id desc limit 1)
+            union all
+            select model, id from (select model, id from responses where conversation_id = :cid
+                                   order by id desc limit 1)
+            union all
+            select model_id, id from (select model_id, id from unlogged_messages
+                                      where conversation_id = :cid order by id desc limit 1)
+        ) order by id desc limit 1""",
+        {"cid": cid},
+    ).fetchone()
+    return (latest[0] if latest else None), unlogged
 
 
 def read_message(conn, cid: str, mid: str) -> Message | None:
@@ -462,13 +485,19 @@ def _resolve_fragment_refs(conn, texts, refs) -> None:
 
 # The list of conversations on /-/llm, newest first, by keyset pagination.
 
+# Each table gives its newest ids by its primary key, so a page costs the
+# same however many conversations there are.
 LIST_IDS_SQL = """
 select id from (
-    select id from threads
-    union select id from conversations
-    union select id from initiated
+    select id from (select id from threads where (:before is null or id < :before)
+                    order by id desc limit :limit)
+    union
+    select id from (select id from conversations where (:before is null or id < :before)
+                    order by id desc limit :limit)
+    union
+    select id from (select id from initiated where (:before is null or id < :before)
+                    order by id desc limit :limit)
 )
-where (:before is null or id < :before)
 order by id desc
 limit :limit
 """

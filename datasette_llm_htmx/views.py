@@ -5,6 +5,8 @@ Requests sent by htmx (``HX-Request``) get partials; plain form posts get a
 303 back to a page, so every flow works without JavaScript.
 """
 
+import functools
+import time
 from urllib.parse import parse_qsl
 
 import llm
@@ -75,15 +77,26 @@ async def read_form(request, datasette) -> dict:
         raise BadInput("The form was not sent as UTF-8 text.")
 
 
+_choices_cache: dict = {}
+CHOICES_TTL = 10.0  # seconds: `llm keys set` while the server runs shows soon
+
+
 def model_choices(datasette):
-    """(model_id, label, needs_key) for the models this site offers."""
+    """(model_id, label, needs_key) for the models this site offers.
+
+    Asking every plugin for its models and reading keys.json for each costs
+    milliseconds, so the answer is kept for a few seconds."""
     allowed = settings(datasette).models
+    cached = _choices_cache.get(allowed)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
     choices = []
     for entry in llm.get_models_with_aliases():
         model = entry.model or entry.async_model
         if allowed is not None and model.model_id not in allowed:
             continue
         choices.append((model.model_id, str(model.model_id), _missing_key(model)))
+    _choices_cache[allowed] = (time.monotonic() + CHOICES_TTL, choices)
     return choices
 
 
@@ -231,6 +244,12 @@ def fields_for(datasette, model_id):
     allowed = settings(datasette).models
     if not model_id or (allowed is not None and model_id not in allowed):
         return []
+    return _fields_of_model(model_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_of_model(model_id):
+    # a model's options schema is fixed for the life of the process
     try:
         model, _ = resolve_model(model_id)
     except llm.UnknownModelError:
@@ -350,19 +369,22 @@ async def error_partial(datasette, request, error: BadInput) -> Response:
 async def follow_up(request, datasette):
     if request.method != "POST":
         return method_not_allowed("POST")
-    conversation = await load_writable(datasette, request)
+    # Not the whole conversation: a follow-up costs the same however long it is
+    conversation = await load_writable(datasette, request, with_messages=False)
+    registry = generations(datasette)
+    latest_model, unlogged = await storage.llm_database(datasette).execute_fn(
+        lambda conn: storage.continuation(conn, conversation.id)
+    )
     form = {}
     try:
         form = await read_form(request, datasette)
-        if any(m.streaming for m in conversation.messages):
+        if any(registry.status_of(m) in storage.STREAMING for m in unlogged):
             raise BadInput(
                 "A reply is still being written. Wait for it to finish or stop it, "
                 "then send again.",
                 409,
             )
-        model_id = conversation.model_id or ""
-        if conversation.messages:
-            model_id = conversation.messages[-1].model_id
+        model_id = latest_model or conversation.model_id or ""
         try:
             model = check_model(datasette, model_id)
         except BadInput as error:
@@ -375,6 +397,7 @@ async def follow_up(request, datasette):
     except BadInput as error:
         if is_htmx(request):
             return await error_partial(datasette, request, error)
+        conversation = await load_readable(datasette, request)
         return await render_conversation(
             datasette, request, conversation, error=error.message, form=form, status=error.status
         )
@@ -440,8 +463,15 @@ async def stream(request, datasette, send, receive):
         return method_not_allowed("GET")
     if request.headers.get("sec-fetch-site") == "cross-site":
         return Response.text("Cross-site streams are refused.", status=403)
-    conversation = await load_readable(datasette, request)
-    message = find_message(conversation, request.url_vars["mid"])
+    mid = request.url_vars["mid"]
+    local = generations(datasette).running.get(mid)
+    if local is not None and local.message.conversation_id == request.url_vars["cid"]:
+        # generated here: only who may read the conversation is needed
+        conversation = await load_readable(datasette, request, with_messages=False)
+        message = local.message
+    else:
+        conversation = await load_readable(datasette, request)
+        message = find_message(conversation, mid)
     can_write = await permissions.can_write(datasette, request.actor, conversation)
 
     async def render_final(final, new_title=None):
@@ -573,14 +603,14 @@ def new_message(cid, model_id, prompt, system, options) -> Message:
     )
 
 
-async def load_readable(datasette, request):
+async def load_readable(datasette, request, with_messages=True):
     cid = request.url_vars["cid"]
     not_found = NotFound(f"Conversation not found: {cid}")
     if not is_id(cid):
         raise not_found
     await permissions.require_chat_or_view(datasette, request)
     conversation = await storage.llm_database(datasette).execute_fn(
-        lambda conn: storage.read_conversation(conn, cid)
+        lambda conn: storage.read_conversation(conn, cid, with_messages)
     )
     if conversation is None or not await permissions.can_read(
         datasette, request.actor, conversation
@@ -590,8 +620,8 @@ async def load_readable(datasette, request):
     return conversation
 
 
-async def load_writable(datasette, request):
-    conversation = await load_readable(datasette, request)
+async def load_writable(datasette, request, with_messages=True):
+    conversation = await load_readable(datasette, request, with_messages)
     if not await permissions.can_write(datasette, request.actor, conversation):
         raise Forbidden(
             "Only the actor who started this conversation can continue it. "

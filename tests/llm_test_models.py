@@ -45,12 +45,18 @@ class _Shared:
         text: Optional[str] = Field(
             description="Stream this text instead of the default reply", default=None
         )
+        chunk_size: Optional[int] = Field(
+            description="Split text into pieces of this many characters", default=None, ge=1
+        )
         hold: Optional[float] = Field(
             description="Seconds to wait after the last token", default=None, ge=0, le=60
         )
 
     def tokens(self, prompt) -> list[str]:
         options = prompt.options
+        if options.text is not None and options.chunk_size:
+            size = options.chunk_size
+            return [options.text[i : i + size] for i in range(0, len(options.text), size)]
         if options.text is not None:
             return re.findall(r"\s*\S+\s*|\s+", options.text) or [""]
         def text_of(message):

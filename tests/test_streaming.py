@@ -175,3 +175,23 @@ def test_logged_reply_continues_with_llm_chat_cid(server, user_dir):
         page = client.get(f"/-/llm/{cid}").text
     assert "browser prompt" in page and "from the cli" in page and "from llm chat" in page
     assert page.count('class="message status-done"') == 3
+
+
+def test_stream_is_gzipped_for_clients_that_accept_it(server):
+    import zlib
+
+    with server.client() as client:
+        cid, stream_url, _ = start(client, option_chunks="20", option_delay="0.02")
+        with client.stream("GET", stream_url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["content-encoding"] == "gzip"
+            inflate = zlib.decompressobj(31)
+            text = b""
+            for chunk in response.iter_raw():
+                # every event is flushed: each chunk inflates to whole events
+                text += inflate.decompress(chunk)
+                if b"event: done" in text:
+                    break
+        assert text.startswith(b"retry: 1000\n\nid: ")
+        with client.stream("GET", stream_url, headers={"Accept-Encoding": "identity"}) as response:
+            assert "content-encoding" not in response.headers
+            assert response.read().startswith(b"retry: 1000")

@@ -1,0 +1,373 @@
+"""Benchmarks: the server should add close to nothing to a model's speed.
+
+    python bench/run.py            # full: the sizes in docs/benchmarks.md
+    python bench/run.py --quick    # under a minute; exits 1 on a target missed by 2x
+
+Every figure comes from a real `datasette serve` subprocess on loopback, driven
+by real HTTP clients, with the deterministic `steady` model of the tests.
+"""
+
+import argparse
+import asyncio
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import httpx  # noqa: E402
+import llm  # noqa: E402
+import llm.plugins  # noqa: E402
+import llm_test_models  # noqa: E402
+from conftest import Server  # noqa: E402
+from sse_client import iter_events  # noqa: E402
+
+import data  # noqa: E402
+
+if not llm.plugins.pm.has_plugin("llm-htmx-test-models"):
+    llm.plugins.pm.register(llm_test_models, name="llm-htmx-test-models")
+
+STREAM = re.compile(r'sse-connect="([^"]+)"')
+ID_OF = re.compile(r"/-/llm/([0-9a-z]{26})")
+
+
+class Results:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, id_, measure, value, unit, target=None, better="lower", note=""):
+        """target: the figure to meet; missed by 2x is a failure in --quick."""
+        status = ""
+        if target is not None:
+            met = value <= target if better == "lower" else value >= target
+            far = value > target * 2 if better == "lower" else value < target / 2
+            status = "met" if met else ("MISSED BY 2x" if far else "missed")
+        self.rows.append((id_, measure, value, unit, target, better, status, note))
+        shown = f"{value:,.3g}" if isinstance(value, float) else f"{value:,}"
+        print(f"{id_:4} {measure:70} {shown:>12} {unit:10} {status} {note}", flush=True)
+
+    def markdown(self):
+        lines = ["| id | measure | result | target | |", "| --- | --- | --- | --- | --- |"]
+        for id_, measure, value, unit, target, better, status, note in self.rows:
+            shown = f"{value:,.3g}" if isinstance(value, float) else f"{value:,}"
+            goal = "" if target is None else ("≤ " if better == "lower" else "≥ ") + f"{target:g} {unit}"
+            lines.append(f"| {id_} | {measure}{' (' + note + ')' if note else ''} | {shown} {unit} | {goal} | {status} |")
+        return "\n".join(lines)
+
+    @property
+    def failed(self):
+        return [row for row in self.rows if row[6] == "MISSED BY 2x"]
+
+
+def start_server(user_dir, *args, env=None):
+    return Server(user_dir, extra_args=list(args), env={"LLM_USER_PATH": str(user_dir), **(env or {})}).start()
+
+
+def post_start(client, **fields):
+    response = client.post("/-/llm/start", data={"model_id": "steady", "prompt": "bench", **fields})
+    assert response.status_code == 303, response.text
+    cid = ID_OF.search(response.headers["location"]).group(1)
+    page = client.get(f"/-/llm/{cid}").text
+    match = STREAM.search(page)
+    return cid, match.group(1) if match else None
+
+
+# P1: throughput of one stream against the model alone
+
+
+async def model_rate_in_process(tokens):
+    model = llm.get_async_model("steady")
+    start = time.perf_counter()
+    count = 0
+    async for _chunk in model.prompt("bench", chunks=tokens):
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def bench_throughput(results, user_dir, tokens, runs):
+    rates, ratios = [], []
+    server = start_server(user_dir, "-s", "plugins.datasette-llm-htmx.title_model", "false")
+    try:
+        with server.client() as client:
+            for _ in range(runs):
+                in_process = asyncio.run(model_rate_in_process(tokens))
+                expected = len("Reply to: bench\n") + sum(len(f"token{i} ") for i in range(tokens))
+                start = time.perf_counter()
+                response = client.post(
+                    "/-/llm/start",
+                    data={"model_id": "steady", "prompt": "bench", "option_chunks": str(tokens)},
+                )
+                cid = ID_OF.search(response.headers["location"]).group(1)
+                page = client.get(f"/-/llm/{cid}").text
+                mid = re.search(r'<article id="m-([0-9a-z]{26})"', page).group(1)
+                with client.stream("GET", f"/-/llm/{cid}/stream/{mid}") as stream:
+                    for event in iter_events(stream):
+                        if event.id and int(event.id) >= expected:
+                            break
+                elapsed = time.perf_counter() - start
+                rate = tokens / elapsed
+                rates.append(rate)
+                ratios.append(rate / in_process)
+        results.add("P1", f"tokens/s reaching an SSE client, zero-delay model, {tokens:,} tokens",
+                    statistics.median(rates), "tokens/s")
+        results.add("P1", "... as a share of the same model iterated in-process", statistics.median(ratios),
+                    "ratio", target=0.5, better="higher")
+    finally:
+        server.stop()
+
+
+# P2: time the server adds before the first token
+
+
+def bench_first_token(results, user_dir, prompts):
+    delay = 0.05  # the model's own time to its first chunk
+    added = []
+    server = start_server(user_dir, "-s", "plugins.datasette-llm-htmx.title_model", "false")
+    try:
+        with server.client() as client:
+            cid, url = post_start(client, option_chunks="1")
+            time.sleep(0.3)
+            for _ in range(prompts):
+                start = time.perf_counter()
+                response = client.post(
+                    f"/-/llm/{cid}/prompt",
+                    data={"prompt": "next", "option_chunks": "1", "option_delay": str(delay)},
+                    headers={"HX-Request": "true"},
+                )
+                url = STREAM.search(response.text).group(1)
+                with client.stream("GET", url) as stream:
+                    events = iter_events(stream)
+                    for event in events:
+                        text = re.sub(r"<[^>]+>", "", event.data) if event.name == "snapshot" else event.data
+                        if event.name == "token" or (event.name == "snapshot" and text):
+                            added.append(time.perf_counter() - start - delay)
+                            break
+                    for event in events:
+                        if event.name in ("done", "error"):
+                            break
+        ms = statistics.median(added) * 1000
+        results.add("P2", f"added time to first token, p50 over {prompts} prompts", ms, "ms", target=10)
+        results.add("P2", "... p90", statistics.quantiles(added, n=10)[-1] * 1000, "ms")
+    finally:
+        server.stop()
+
+
+# P3: bytes on the wire for a reply
+
+
+def bench_bytes(results, user_dir):
+    reply = data.markdown_reply(20_000)
+    server = start_server(user_dir, "-s", "plugins.datasette-llm-htmx.title_model", "false")
+    try:
+        with server.client() as client:
+            cid, url = post_start(
+                client, option_text=reply, option_chunk_size=str(len(reply) // 5000),
+                option_delay="0.001",
+            )
+            import zlib
+
+            wire = 0
+            decoded = b""
+            inflate = zlib.decompressobj(31)
+            with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as stream:
+                assert stream.headers.get("content-encoding") == "gzip"
+                for chunk in stream.iter_raw():
+                    wire += len(chunk)
+                    decoded += inflate.decompress(chunk)
+                    if b"event: done" in decoded[-20000:]:
+                        break
+            events = decoded.count(b"\n\n")
+        reply_bytes = len(reply.encode())
+        results.add("P3", f"SSE bytes on the wire / reply bytes, {reply_bytes // 1000} KB markdown in 5,000 chunks",
+                    wire / reply_bytes, "ratio", target=2.5, note=f"gzip, {events} events")
+        results.add("P3", "... the same before gzip (event framing, escaping, final HTML)",
+                    len(decoded) / reply_bytes, "ratio")
+    finally:
+        server.stop()
+
+
+# P4: many streams at once
+
+
+async def follow(client, url):
+    tokens = 0
+    async with client.stream("GET", url) as stream:
+        buffer = ""
+        async for text in stream.aiter_text():
+            buffer += text
+            if "event: done" in buffer:
+                return True
+            if "event: error" in buffer:
+                return False
+            buffer = buffer[-20:]
+    return False
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as fp:
+        for line in fp:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def many_streams(server, count, tokens, rate):
+    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
+    async with httpx.AsyncClient(base_url=server.url, cookies=server.root_cookies, timeout=300,
+                                 limits=limits) as client:
+        urls = []
+        for i in range(count):
+            response = await client.post(
+                "/-/llm/start",
+                data={"model_id": "steady", "prompt": f"stream {i}", "option_chunks": str(tokens),
+                      "option_delay": str(1 / rate)},
+            )
+            cid = ID_OF.search(response.headers["location"]).group(1)
+            urls.append(cid)
+        pages = await asyncio.gather(*(client.get(f"/-/llm/{cid}") for cid in urls))
+        streams = [STREAM.search(p.text).group(1) for p in pages]
+        return await asyncio.gather(*(follow(client, url) for url in streams))
+
+
+def bench_concurrency(results, user_dir, count, tokens, rate):
+    import sqlite3
+
+    server = start_server(user_dir, "-s", "plugins.datasette-llm-htmx.title_model", "false")
+    try:
+        httpx.get(server.url + "/-/llm", cookies=server.root_cookies)
+        before = rss_kb(server.process.pid)
+        peak = before
+        start = time.perf_counter()
+
+        async def run():
+            nonlocal peak
+            task = asyncio.ensure_future(many_streams(server, count, tokens, rate))
+            while not task.done():
+                peak = max(peak, rss_kb(server.process.pid))
+                await asyncio.sleep(0.2)
+            return task.result()
+
+        outcomes = asyncio.run(run())
+        elapsed = time.perf_counter() - start
+        time.sleep(1.5)
+        conn = sqlite3.connect(user_dir / "logs.db")
+        logged = conn.execute("select count(*) from turns").fetchone()[0]
+        complete = sum(outcomes)
+        results.add("P4", f"{count} concurrent streams, {tokens} tokens at {rate}/s: completed",
+                    complete, "streams", target=count, better="higher",
+                    note=f"{elapsed:.1f} s for a {tokens / rate:.0f} s reply")
+        results.add("P4", "... logged", logged, "replies", target=count, better="higher")
+        results.add("P4", "... RSS growth of the server", (peak - before) / 1024, "MB", target=150)
+    finally:
+        server.stop()
+
+
+# P5 and P6: pages on a large logs.db
+
+
+def median_ms(client, path, runs, **kwargs):
+    client.get(path, **kwargs)  # warm
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        response = client.get(path, **kwargs)
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200, response.text[:500]
+    return statistics.median(times) * 1000
+
+
+def bench_pages(results, user_dir, conversations, turns_per, runs):
+    logs = user_dir / "logs.db"
+    started = time.perf_counter()
+    data.build_logs(logs, conversations, turns_per)
+    build_time = time.perf_counter() - started
+    legacy_cid = data.build_legacy(logs, conversations, turns_per)
+    long_cid = data.build_long_conversation(logs, exchanges=200)
+    server = start_server(user_dir)
+    turns = conversations * turns_per
+    label = f"{conversations:,} conversations, {turns:,} turns"
+    try:
+        with server.client() as client:
+            results.add("P5", f"/-/llm, {label} (0.32+ tables) and as many pre-0.32",
+                        median_ms(client, "/-/llm", runs), "ms", target=10,
+                        note=f"built with llm's log_to_db in {build_time:.0f} s")
+            page = client.get("/-/llm").text
+            before = re.search(r"before=([0-9a-z]{26})", page).group(1)
+            results.add("P5", "/-/llm?before=... (a later page)",
+                        median_ms(client, "/-/llm", runs, params={"before": before}), "ms", target=10)
+            results.add("P5", "/-/llm?q=... search over both schemas",
+                        median_ms(client, "/-/llm", runs, params={"q": data.SEARCH_WORD}), "ms", target=10)
+            results.add("P5", "a conversation from the pre-0.32 tables",
+                        median_ms(client, f"/-/llm/{legacy_cid}", runs), "ms")
+            cold = []
+            # cold: the first view in a fresh process renders all the markdown
+            start = time.perf_counter()
+            client.get(f"/-/llm/{long_cid}")
+            cold.append(time.perf_counter() - start)
+            results.add("P6", "conversation page, 200 exchanges, ~400 KB markdown",
+                        median_ms(client, f"/-/llm/{long_cid}", runs), "ms", target=300)
+            results.add("P6", "... first view after a restart (markdown not yet cached)",
+                        cold[0] * 1000, "ms")
+            growth = []
+            for exchanges in (25, 50, 100, 200):
+                cid = data.build_long_conversation(logs, exchanges=exchanges)
+                ms = median_ms(client, f"/-/llm/{cid}", runs)
+                growth.append((exchanges, ms))
+            per = ", ".join(f"{n}: {ms:.0f} ms" for n, ms in growth)
+            results.add("P6", "page time by exchanges (linear means ms per exchange stays flat)",
+                        growth[-1][1] / growth[-1][0], "ms/exch", note=per)
+    finally:
+        server.stop()
+
+
+def bench_markdown(results):
+    from datasette_llm_htmx import rendering
+
+    doc = data.markdown_reply(100_000)
+    times = []
+    for i in range(5):
+        rendering._render.cache_clear()
+        start = time.perf_counter()
+        rendering.markdown_to_html(doc)
+        times.append(time.perf_counter() - start)
+    results.add("M", "markdown render and sanitize (markdown-it-py + bleach)",
+                len(doc.encode()) / 1024 / statistics.median(times), "KB/s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    quick = args.quick
+    print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{'quick' if quick else 'full'} mode\n")
+    results = Results()
+    with tempfile.TemporaryDirectory() as tmp:
+        def fresh(name):
+            path = pathlib.Path(tmp) / name
+            path.mkdir()
+            return path
+
+        bench_throughput(results, fresh("p1"), tokens=100_000 if not quick else 30_000, runs=3 if not quick else 1)
+        bench_first_token(results, fresh("p2"), prompts=50 if not quick else 20)
+        bench_bytes(results, fresh("p3"))
+        bench_concurrency(results, fresh("p4"), count=500 if not quick else 100, tokens=200 if not quick else 40, rate=20)
+        bench_pages(results, fresh("p5"), conversations=10_000 if not quick else 500, turns_per=10,
+                    runs=20 if not quick else 10)
+        bench_markdown(results)
+    print()
+    print(results.markdown())
+    if results.failed:
+        print("\nMissed by more than 2x:", [row[1] for row in results.failed])
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
