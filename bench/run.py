@@ -354,7 +354,7 @@ def main():
             path.mkdir()
             return path
 
-        bench_throughput(results, fresh("p1"), tokens=100_000 if not quick else 30_000, runs=3 if not quick else 1)
+        bench_throughput(results, fresh("p1"), tokens=100_000, runs=3 if not quick else 1)
         bench_first_token(results, fresh("p2"), prompts=50 if not quick else 20)
         bench_bytes(results, fresh("p3"))
         bench_concurrency(results, fresh("p4"), count=500 if not quick else 100, tokens=200 if not quick else 40, rate=20)
