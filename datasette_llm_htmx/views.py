@@ -402,12 +402,19 @@ async def follow_up(request, datasette):
             datasette, request, conversation, error=error.message, form=form, status=error.status
         )
     message = new_message(conversation.id, model.model_id, prompt, None, options)
+    return await start_in_conversation(datasette, request, message)
+
+
+async def start_in_conversation(datasette, request, message) -> Response:
+    """Start a follow-up or a retry: htmx gets the new message, a plain form
+    post is sent to it."""
     await generations(datasette).start(
         message, actor_id=permissions.actor_id(request.actor), new_conversation=False
     )
     if is_htmx(request):
         return html_response(datasette, await render_message(datasette, request, message, True))
-    return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
+    url = conversation_url(datasette, message.conversation_id, message.id)
+    return Response.redirect(url, status=303)
 
 
 async def stop(request, datasette):
@@ -450,12 +457,7 @@ async def retry(request, datasette):
     message = new_message(
         conversation.id, model.model_id, failed.prompt, failed.system, failed.options
     )
-    await generations(datasette).start(
-        message, actor_id=permissions.actor_id(request.actor), new_conversation=False
-    )
-    if is_htmx(request):
-        return html_response(datasette, await render_message(datasette, request, message, True))
-    return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
+    return await start_in_conversation(datasette, request, message)
 
 
 async def stream(request, datasette, send, receive):
