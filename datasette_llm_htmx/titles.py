@@ -10,6 +10,7 @@ TITLE_SYSTEM = (
 )
 TITLE_TIMEOUT = 20.0  # seconds; a slower title model leaves llm's default name
 MAX_TITLE_CHARS = 200
+MAX_TITLE_WORDS = 8  # a model that rambles (llm-markov) still gives a title
 SUGGESTION_CHARS = 60
 
 
@@ -19,7 +20,9 @@ def clean_title(text: str | None, limit: int = 80) -> str | None:
         line = re.sub(r"\s+", " ", line).strip().strip("#*_`\"'“”‘’ ").strip()
         line = re.sub(r"^(title|name)\s*:\s*", "", line, flags=re.I).strip()
         if line:
-            return shorten(line.rstrip("."), limit)
+            words = line.rstrip(".").split(" ")
+            title = " ".join(words[:MAX_TITLE_WORDS]) + ("…" if len(words) > MAX_TITLE_WORDS else "")
+            return shorten(title, limit)
     return None
 
 
