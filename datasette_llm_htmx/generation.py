@@ -9,6 +9,7 @@ llm's own ``log_to_db``.
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import logging
 import os
@@ -451,7 +452,5 @@ def _pid_alive(pid: str) -> bool:
 def _age_seconds(timestamp: str | None) -> float:
     if not timestamp:
         return float("inf")
-    import datetime
-
     then = datetime.datetime.fromisoformat(timestamp)
     return (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()

@@ -297,16 +297,8 @@ def read_message(conn, cid: str, mid: str) -> Message | None:
     return None
 
 
-def read_unlogged(conn, mid: str) -> Message | None:
-    found = _unlogged_messages(conn, "id = ?", [mid])
-    return found[0] if found else None
 
 
-def is_logged(conn, mid: str) -> bool:
-    return bool(
-        conn.execute("select 1 from turns where id = ?", [mid]).fetchone()
-        or conn.execute("select 1 from responses where id = ?", [mid]).fetchone()
-    )
 
 
 def _unlogged_messages(conn, where: str, params: list) -> list[Message]:

@@ -322,7 +322,6 @@ async def render_conversation(
             {
                 "conversation": conversation,
                 "streaming": any(m.streaming for m in conversation.messages),
-                "can_write": can_write,
                 "form": form or {},
                 "error": error,
                 **message_context(datasette, conversation.id, can_write),
