@@ -218,7 +218,10 @@ def rss_kb(pid):
 
 
 async def many_streams(server, count, tokens, rate):
-    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
+    # Each stream is a user of its own: no connection is shared. (A pooled
+    # keep-alive connection that the server times out just as the pool hands
+    # it to the next request fails in httpx, which does not retry it.)
+    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.url, cookies=server.root_cookies, timeout=300,
                                  limits=limits) as client:
         urls = []

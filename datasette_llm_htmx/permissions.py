@@ -40,6 +40,13 @@ def allow_setting_sql(datasette, actor, action):
     return PermissionSQL.allow(reason="datasette-llm-htmx 'allow' setting")
 
 
+async def check_all(datasette, actor) -> None:
+    """Resolve every check a page makes (ours, and the "home" crumb) in one
+    query. Datasette keeps the verdicts for the rest of the request, so the
+    calls below are then free."""
+    await datasette.allowed_many(actions=[CHAT, VIEW_ALL, "view-instance"], actor=actor)
+
+
 async def can_chat(datasette, actor) -> bool:
     return await datasette.allowed(action=CHAT, actor=actor)
 
@@ -56,11 +63,13 @@ def _forbidden() -> Forbidden:
 
 
 async def require_chat(datasette, request) -> None:
+    await check_all(datasette, request.actor)
     if not await can_chat(datasette, request.actor):
         raise _forbidden()
 
 
 async def require_chat_or_view(datasette, request) -> None:
+    await check_all(datasette, request.actor)
     if not (
         await can_chat(datasette, request.actor)
         or await can_view_all(datasette, request.actor)

@@ -134,7 +134,7 @@ async def stream_message(datasette, request, send, receive, cid: str, mid: str, 
 
 
 async def _send_snapshot(stream, datasette, text: str):
-    html = await render_partial(datasette, "_streaming_text.html", text=text)
+    html = render_partial(datasette, "_streaming_text.html", text=text)
     await stream.write(event("snapshot", html, id=len(text)))
 
 

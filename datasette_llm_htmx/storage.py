@@ -501,27 +501,59 @@ order by id desc
 limit :limit
 """
 
-# Search: conversations with a turn whose prompt or reply matches, through
-# llm's own full-text indexes of both generations of tables.
-SEARCH_IDS_SQL = """
-select id from (
-    select turns.thread_id as id
+# Search: the hits in llm's own full-text indexes (both generations of
+# tables), newest hit first. FTS5 walks its index in rowid order, so a page of
+# results stops reading after a page of conversations, however many match.
+SEARCH_HITS_SQL = (
+    """
+    select turns.thread_id
     from turn_search_fts
     join turn_search on turn_search.id = turn_search_fts.rowid
     join turns on turns.id = turn_search.turn_id
+    {own}
     where turn_search_fts match :query
-    union
-    select responses.conversation_id as id
+    order by turn_search_fts.rowid desc
+    """,
+    """
+    select responses.conversation_id
     from responses_fts
     join responses on responses.rowid = responses_fts.rowid
+    {own}
     where responses_fts match :query
+    order by responses_fts.rowid desc
+    """,
 )
-where id is not null and (:before is null or id < :before)
-{own}
-order by id desc
-limit :limit
-"""
-OWN_FILTER = "and id in (select id from initiated where actor_id = :actor_id)"
+OWN_JOIN = {
+    "turns": "join initiated on initiated.id = turns.thread_id"
+    " and initiated.actor_id = :actor_id",
+    "responses": "join initiated on initiated.id = responses.conversation_id"
+    " and initiated.actor_id = :actor_id",
+}
+
+
+def _search_ids(conn, params, *, everyone: bool, before: str | None, limit: int) -> list[str]:
+    """Conversations in the order of their newest matching turn.
+
+    ``before`` is the last conversation of the previous page: the walk skips
+    to it, so a conversation with many hits is listed once, on the page of
+    its newest hit."""
+    seen: set[str] = set()
+    ids: list[str] = []
+    passed = before is None
+    for sql, table in zip(SEARCH_HITS_SQL, ("turns", "responses")):
+        sql = sql.format(own="" if everyone else OWN_JOIN[table])
+        for (cid,) in conn.execute(sql, params):
+            if cid is None or cid in seen:
+                continue
+            seen.add(cid)
+            if not passed:
+                passed = cid == before
+            else:
+                ids.append(cid)
+                if len(ids) == limit:
+                    return ids
+    return ids
+
 
 LIST_DETAILS_SQL = """
 select ids.value as id,
@@ -548,7 +580,7 @@ from json_each(:ids) as ids
 left join threads on threads.id = ids.value
 left join conversations on conversations.id = ids.value
 left join initiated on initiated.id = ids.value
-order by ids.value desc
+order by ids.key
 """
 
 
@@ -576,14 +608,15 @@ def list_conversations(
     limit: int,
     query: str | None = None,
 ) -> tuple[list[ListedConversation], str | None]:
-    """A page of conversations, newest first, and the id to continue after."""
+    """A page of conversations and the id to continue after: newest first,
+    or for a search, by newest matching turn."""
     params = {"before": before, "limit": limit + 1, "actor_id": actor_id}
     if query and query.strip():
-        sql = SEARCH_IDS_SQL.format(own="" if everyone else OWN_FILTER)
         params["query"] = fts_query(query)
+        ids = _search_ids(conn, params, everyone=everyone, before=before, limit=limit + 1)
     else:
         sql = LIST_IDS_SQL if everyone else LIST_OWN_IDS_SQL
-    ids = [row[0] for row in conn.execute(sql, params)]
+        ids = [row[0] for row in conn.execute(sql, params)]
     next_before = ids[limit - 1] if len(ids) > limit else None
     ids = ids[:limit]
     rows = conn.execute(LIST_DETAILS_SQL, {"ids": json.dumps(ids)}).fetchall()

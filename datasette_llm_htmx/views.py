@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import llm
 from datasette import Forbidden, NotFound, Response
 from datasette.utils.asgi import PayloadTooLarge
+from markupsafe import Markup
 from pydantic import ValidationError
 
 from . import csp, permissions, storage, titles
@@ -206,16 +207,20 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
             query=q,
         )
     )
-    context = {"conversations": listed, "next_before": next_before, "q": q}
+    conversation_list = render_partial(
+        datasette,
+        "_conversation_list.html",
+        request=request,
+        conversations=listed,
+        next_before=next_before,
+        q=q,
+    )
     if (
         is_htmx(request)
         and request.headers.get("hx-target") == "conversation-list"
         and not request.headers.get("hx-history-restore-request")
     ):
-        return html_response(
-            datasette,
-            await render_partial(datasette, "_conversation_list.html", request=request, **context),
-        )
+        return html_response(datasette, conversation_list)
     form = form or {}
     selected = form.get("model_id") or default_model_id(datasette)
     return html_response(
@@ -226,13 +231,19 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
                 "can_chat": await permissions.can_chat(datasette, request.actor),
                 "models": model_choices(datasette),
                 "selected_model": selected,
-                "option_fields": fields_for(datasette, selected),
-                "option_values_given": any(
-                    k.startswith("option_") and v for k, v in form.items()
+                "options": render_partial(
+                    datasette,
+                    "_options.html",
+                    request=request,
+                    fields=fields_for(datasette, selected),
+                    values=form,
+                    model_id=selected,
+                    open=any(k.startswith("option_") and v for k, v in form.items()),
                 ),
                 "form": form,
                 "error": error,
-                **context,
+                "q": q,
+                "conversation_list": conversation_list,
             },
             request=request,
         ),
@@ -266,7 +277,7 @@ async def model_options(request, datasette):
     model_id = request.args.get("model_id", "")
     return html_response(
         datasette,
-        await render_partial(
+        render_partial(
             datasette,
             "_options.html",
             request=request,
@@ -315,12 +326,17 @@ async def render_conversation(
     datasette, request, conversation, *, error=None, form=None, status=200
 ):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
+    messages = Markup("\n").join(
+        render_message(datasette, request, message, can_write)
+        for message in conversation.messages
+    )
     return html_response(
         datasette,
         await datasette.render_template(
             f"{TEMPLATE_DIR}/conversation.html",
             {
                 "conversation": conversation,
+                "messages": messages,
                 "streaming": any(m.streaming for m in conversation.messages),
                 "form": form or {},
                 "error": error,
@@ -342,8 +358,8 @@ def message_context(datasette, cid: str, can_write: bool) -> dict:
     }
 
 
-async def render_message(datasette, request, message, can_write) -> str:
-    return await render_partial(
+def render_message(datasette, request, message, can_write) -> Markup:
+    return render_partial(
         datasette,
         "_message.html",
         request=request,
@@ -353,7 +369,7 @@ async def render_message(datasette, request, message, can_write) -> str:
 
 
 async def error_partial(datasette, request, error: BadInput) -> Response:
-    html = await render_partial(datasette, "_form_error.html", request=request, error=error.message)
+    html = render_partial(datasette, "_form_error.html", request=request, error=error.message)
     return html_response(
         datasette,
         html,
@@ -411,7 +427,7 @@ async def start_in_conversation(datasette, request, message) -> Response:
         message, actor_id=permissions.actor_id(request.actor), new_conversation=False
     )
     if is_htmx(request):
-        return html_response(datasette, await render_message(datasette, request, message, True))
+        return html_response(datasette, render_message(datasette, request, message, True))
     url = conversation_url(datasette, message.conversation_id, message.id)
     return Response.redirect(url, status=303)
 
@@ -432,7 +448,7 @@ async def stop(request, datasette):
     if is_htmx(request):
         conversation = await load_readable(datasette, request)
         message = find_message(conversation, message.id)
-        return html_response(datasette, await render_message(datasette, request, message, True))
+        return html_response(datasette, render_message(datasette, request, message, True))
     return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
 
 
@@ -476,9 +492,9 @@ async def stream(request, datasette, send, receive):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
 
     async def render_final(final, new_title=None):
-        html = await render_message(datasette, request, final, can_write)
+        html = render_message(datasette, request, final, can_write)
         if new_title:  # the first reply named the conversation: show it
-            html += "\n" + await render_partial(
+            html += "\n" + render_partial(
                 datasette, "_title.html", request=request, title=new_title, oob=True,
                 **message_context(datasette, conversation.id, can_write),
             )
@@ -505,7 +521,7 @@ async def whole_prompt(request, datasette):
         **message_context(datasette, conversation.id, can_write),
     }
     if is_htmx(request):
-        html = await render_partial(datasette, "_prompt.html", request=request, **context)
+        html = render_partial(datasette, "_prompt.html", request=request, **context)
     else:
         html = await datasette.render_template(
             f"{TEMPLATE_DIR}/prompt.html", context, request=request
@@ -540,7 +556,7 @@ async def title(request, datasette):
         if request.args.get("show") == "title":
             return html_response(
                 datasette,
-                await render_partial(
+                render_partial(
                     datasette, "_title.html", request=request, title=conversation.title, **context
                 ),
             )
@@ -563,7 +579,7 @@ async def title(request, datasette):
     if is_htmx(request):
         return html_response(
             datasette,
-            await render_partial(datasette, "_title.html", request=request, title=new_title, **context),
+            render_partial(datasette, "_title.html", request=request, title=new_title, **context),
         )
     return Response.redirect(conversation_url(datasette, conversation.id), status=303)
 
@@ -579,7 +595,7 @@ async def render_title_form(datasette, request, conversation, value, error=None)
     }
     status = error.status if error else 200
     if is_htmx(request):
-        html = await render_partial(datasette, "_title_form.html", request=request, **context)
+        html = render_partial(datasette, "_title_form.html", request=request, **context)
     else:
         html = await datasette.render_template(
             f"{TEMPLATE_DIR}/title.html", context, request=request

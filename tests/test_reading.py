@@ -255,6 +255,30 @@ async def test_keyset_pagination(ds, monkeypatch):
     assert "q=number&amp;before=" in page
 
 
+@pytest.mark.asyncio
+async def test_search_pages_list_each_conversation_once_by_newest_match(ds, monkeypatch):
+    from datasette_llm_htmx import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    cids = [await start(ds, prompt=f"quince {i}") for i in range(5)]
+    # the oldest conversation matches again, newest of all; another one
+    # gets a follow-up that does not match
+    for cid, prompt in ((cids[0], "more quince"), (cids[3], "something else")):
+        await ds.client.post(
+            f"/-/llm/{cid}/prompt",
+            data={"prompt": prompt, "option_text": "ok"},  # not the default reply, which quotes earlier prompts
+            cookies=cookies_for(ds, ROOT),
+        )
+        await wait_for_generations(ds)
+    seen, url = [], "/-/llm?q=quince"
+    while url:
+        page = (await get(ds, url)).text
+        seen += re.findall(r'<td><a href="/-/llm/([0-9a-z]{26})"', page)
+        match = re.search(r'href="(/-/llm\?q=quince&amp;before=[0-9a-z]{26})"', page)
+        url = html.unescape(match.group(1)) if match else None
+    assert seen == [cids[0], cids[4], cids[3], cids[2], cids[1]]
+
+
 # Exports
 
 
