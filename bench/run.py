@@ -300,6 +300,8 @@ def bench_pages(results, user_dir, conversations, turns_per, runs):
             results.add("P5", f"/-/llm, {label} (0.32+ tables) and as many pre-0.32",
                         median_ms(client, "/-/llm", runs), "ms", target=10,
                         note=f"built with llm's log_to_db in {build_time:.0f} s")
+            results.add("P5", "... Datasette's own /-/versions page in the same server, for scale",
+                        median_ms(client, "/-/versions", runs), "ms")
             page = client.get("/-/llm").text
             before = re.search(r"before=([0-9a-z]{26})", page).group(1)
             results.add("P5", "/-/llm?before=... (a later page)",

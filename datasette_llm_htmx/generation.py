@@ -383,34 +383,26 @@ class Generations:
 
     # Reading
 
-    def status_of(self, message: Message) -> str:
-        """The real status of a stored message: one whose process died while
-        generating it shows as interrupted."""
-        if message.status not in storage.STREAMING:
-            return message.status
+    def settle(self, message: Message) -> Message:
+        """Bring a message read from the database up to date: the text and
+        status of its generation if it runs here; interrupted if the process
+        that generated it died."""
         generation = self.running.get(message.id)
         if generation is not None:
-            return generation.message.status
+            message.text = generation.text()
+            message.status = generation.message.status
+            message.error = generation.message.error
+        elif message.status in storage.STREAMING and self._died(message):
+            message.status = "interrupted"
+        return message
+
+    def _died(self, message: Message) -> bool:
         if not message.worker or message.worker == WORKER:
-            return "interrupted"
+            return True  # ours, yet not running here: from before a restart
         host, pid, _token = (message.worker.split(":") + ["", "", ""])[:3]
         if host == HOST and (str(os.getpid()) == pid or not _pid_alive(pid)):
-            return "interrupted"
-        if _age_seconds(message.updated_utc) > STALE_AFTER:
-            return "interrupted"
-        return message.status
-
-    def settle(self, conversation) -> None:
-        """Bring a conversation read from the database up to date with the
-        generations running here."""
-        for message in conversation.messages:
-            generation = self.running.get(message.id)
-            if generation is not None:
-                message.text = generation.text()
-                message.status = generation.message.status
-                message.error = generation.message.error
-            else:
-                message.status = self.status_of(message)
+            return True
+        return _age_seconds(message.updated_utc) > STALE_AFTER
 
 
 def generations(datasette) -> Generations:

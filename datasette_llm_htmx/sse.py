@@ -182,7 +182,7 @@ async def _follow_stored(stream, datasette, registry, cid, mid, render_final):
         message = await db.execute_fn(lambda conn: storage.read_message(conn, cid, mid))
         if message is None:
             return
-        message.status = registry.status_of(message)
+        registry.settle(message)
         if not message.streaming:
             if sent is None:
                 await _send_snapshot(stream, datasette, message.text)

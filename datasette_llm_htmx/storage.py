@@ -288,6 +288,12 @@ def continuation(conn, cid: str) -> tuple[str | None, list[Message]]:
 
 
 def read_message(conn, cid: str, mid: str) -> Message | None:
+    """One message. While it is in flight it is one row of unlogged_messages,
+    found by key: a stream that follows it by polling pays that, not the
+    whole conversation. Once logged, it is read with its conversation."""
+    unlogged = _unlogged_messages(conn, "id = ? and conversation_id = ?", [mid, cid])
+    if unlogged:
+        return unlogged[0]
     conversation = read_conversation(conn, cid)
     if conversation is None:
         return None
@@ -295,9 +301,6 @@ def read_message(conn, cid: str, mid: str) -> Message | None:
         if message.id == mid:
             return message
     return None
-
-
-
 
 
 

@@ -393,7 +393,7 @@ async def follow_up(request, datasette):
     form = {}
     try:
         form = await read_form(request, datasette)
-        if any(registry.status_of(m) in storage.STREAMING for m in unlogged):
+        if any(registry.settle(m).streaming for m in unlogged):
             raise BadInput(
                 "A reply is still being written. Wait for it to finish or stop it, "
                 "then send again.",
@@ -446,9 +446,12 @@ async def stop(request, datasette):
             )
         )
     if is_htmx(request):
-        conversation = await load_readable(datasette, request)
-        message = find_message(conversation, message.id)
-        return html_response(datasette, render_message(datasette, request, message, True))
+        stopped = await storage.llm_database(datasette).execute_fn(
+            lambda conn: storage.read_message(conn, conversation.id, message.id)
+        ) or message
+        return html_response(
+            datasette, render_message(datasette, request, registry.settle(stopped), True)
+        )
     return Response.redirect(conversation_url(datasette, conversation.id, message.id), status=303)
 
 
@@ -633,7 +636,9 @@ async def load_readable(datasette, request, with_messages=True):
         datasette, request.actor, conversation
     ):
         raise not_found
-    generations(datasette).settle(conversation)
+    registry = generations(datasette)
+    for message in conversation.messages:
+        registry.settle(message)
     return conversation
 
 
