@@ -2,6 +2,7 @@
 then bleach with an allowlist. Prompts are never markdown: templates escape
 them as text."""
 
+import asyncio
 import datetime
 from functools import lru_cache, partial
 
@@ -81,6 +82,18 @@ def _render(text: str) -> str:
     # Finished replies never change, so the same text renders once per
     # process: a conversation page reloaded does no markdown work.
     return _cleaner.clean(_markdown.render(text))
+
+
+# Below this much markdown, rendering in place costs less than a thread hop.
+RENDER_IN_THREAD_CHARS = 20_000
+
+
+async def render_ahead(texts: list[str]) -> None:
+    """Render these replies into the cache in a worker thread. bleach is pure
+    Python (about 300 KB/s): the first view of a long conversation would
+    otherwise hold the event loop, and every stream it serves, for a second."""
+    if sum(map(len, texts)) >= RENDER_IN_THREAD_CHARS:
+        await asyncio.to_thread(lambda: [_render(text) for text in texts])
 
 
 def format_time(timestamp: str | None) -> str:

@@ -22,6 +22,7 @@ from .generation import generations, resolve_model
 from .ids import is_id, new_id
 from .options import option_fields
 from .partials import TEMPLATE_DIR, render_partial
+from .rendering import render_ahead
 from .sse import stream_message
 from .storage import Message, utcnow
 
@@ -326,6 +327,7 @@ async def render_conversation(
     datasette, request, conversation, *, error=None, form=None, status=200
 ):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
+    await render_ahead([m.text for m in conversation.messages if not m.streaming])
     messages = Markup("\n").join(
         render_message(datasette, request, message, can_write)
         for message in conversation.messages
@@ -495,6 +497,7 @@ async def stream(request, datasette, send, receive):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
 
     async def render_final(final, new_title=None):
+        await render_ahead([final.text])
         html = render_message(datasette, request, final, can_write)
         if new_title:  # the first reply named the conversation: show it
             html += "\n" + render_partial(

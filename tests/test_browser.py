@@ -170,12 +170,13 @@ def start_in_browser(page, server, prompt, system=None, **options):
 
 
 def test_stop_button_keeps_partial_and_offers_retry(page, server):
-    start_in_browser(page, server, "Stop me", chunks=300, delay=0.03)
+    # 200 chunks at 20 ms: time to press Stop, and a retry that ends in 4 s
+    start_in_browser(page, server, "Stop me", chunks=200, delay=0.02)
     wait_for(page, "document.querySelector('.stream-text').textContent.includes('token3')")
     page.click(".stop-form button")
     page.locator("article.status-stopped").wait_for()
     text = page.locator("article .reply-body").inner_text()
-    assert "token3" in text and "token299" not in text
+    assert "token3" in text and "token199" not in text
     assert page.locator(".retry-form button").is_visible()
     page.reload()
     assert page.locator("article.status-stopped").count() == 1
