@@ -505,33 +505,35 @@ limit :limit
 """
 
 # Search: the hits in llm's own full-text indexes (both generations of
-# tables), newest hit first. FTS5 walks its index in rowid order, so a page of
+# tables), newest hit first, each with the join that keeps an actor to their
+# own conversations. FTS5 walks its index in rowid order, so a page of
 # results stops reading after a page of conversations, however many match.
 SEARCH_HITS_SQL = (
-    """
-    select turns.thread_id
-    from turn_search_fts
-    join turn_search on turn_search.id = turn_search_fts.rowid
-    join turns on turns.id = turn_search.turn_id
-    {own}
-    where turn_search_fts match :query
-    order by turn_search_fts.rowid desc
-    """,
-    """
-    select responses.conversation_id
-    from responses_fts
-    join responses on responses.rowid = responses_fts.rowid
-    {own}
-    where responses_fts match :query
-    order by responses_fts.rowid desc
-    """,
+    (
+        """
+        select turns.thread_id
+        from turn_search_fts
+        join turn_search on turn_search.id = turn_search_fts.rowid
+        join turns on turns.id = turn_search.turn_id
+        {own}
+        where turn_search_fts match :query
+        order by turn_search_fts.rowid desc
+        """,
+        "join initiated on initiated.id = turns.thread_id and initiated.actor_id = :actor_id",
+    ),
+    (
+        """
+        select responses.conversation_id
+        from responses_fts
+        join responses on responses.rowid = responses_fts.rowid
+        {own}
+        where responses_fts match :query
+        order by responses_fts.rowid desc
+        """,
+        "join initiated on initiated.id = responses.conversation_id"
+        " and initiated.actor_id = :actor_id",
+    ),
 )
-OWN_JOIN = {
-    "turns": "join initiated on initiated.id = turns.thread_id"
-    " and initiated.actor_id = :actor_id",
-    "responses": "join initiated on initiated.id = responses.conversation_id"
-    " and initiated.actor_id = :actor_id",
-}
 
 
 def _search_ids(conn, params, *, everyone: bool, before: str | None, limit: int) -> list[str]:
@@ -543,9 +545,8 @@ def _search_ids(conn, params, *, everyone: bool, before: str | None, limit: int)
     seen: set[str] = set()
     ids: list[str] = []
     passed = before is None
-    for sql, table in zip(SEARCH_HITS_SQL, ("turns", "responses")):
-        sql = sql.format(own="" if everyone else OWN_JOIN[table])
-        for (cid,) in conn.execute(sql, params):
+    for sql, own in SEARCH_HITS_SQL:
+        for (cid,) in conn.execute(sql.format(own="" if everyone else own), params):
             if cid is None or cid in seen:
                 continue
             seen.add(cid)

@@ -232,15 +232,7 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
                 "can_chat": await permissions.can_chat(datasette, request.actor),
                 "models": model_choices(datasette),
                 "selected_model": selected,
-                "options": render_partial(
-                    datasette,
-                    "_options.html",
-                    request=request,
-                    fields=fields_for(datasette, selected),
-                    values=form,
-                    model_id=selected,
-                    open=any(k.startswith("option_") and v for k, v in form.items()),
-                ),
+                "options": render_options(datasette, request, selected, form),
                 "form": form,
                 "error": error,
                 "q": q,
@@ -278,15 +270,20 @@ async def model_options(request, datasette):
     model_id = request.args.get("model_id", "")
     return html_response(
         datasette,
-        render_partial(
-            datasette,
-            "_options.html",
-            request=request,
-            fields=fields_for(datasette, model_id),
-            values={},
-            model_id=model_id,
-            open=False,
-        ),
+        render_options(datasette, request, model_id, {}),
+    )
+
+
+def render_options(datasette, request, model_id, form) -> Markup:
+    """A model's option fields, filled in from the form; open when any is."""
+    return render_partial(
+        datasette,
+        "_options.html",
+        request=request,
+        fields=fields_for(datasette, model_id),
+        values=form,
+        model_id=model_id,
+        open=any(k.startswith("option_") and v for k, v in form.items()),
     )
 
 
@@ -327,9 +324,10 @@ async def render_conversation(
     datasette, request, conversation, *, error=None, form=None, status=200
 ):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
+    context = message_context(datasette, conversation.id, can_write)
     await render_ahead([m.text for m in conversation.messages if not m.streaming])
     messages = Markup("\n").join(
-        render_message(datasette, request, message, can_write)
+        render_partial(datasette, "_message.html", request=request, message=message, **context)
         for message in conversation.messages
     )
     return html_response(
@@ -342,7 +340,7 @@ async def render_conversation(
                 "streaming": any(m.streaming for m in conversation.messages),
                 "form": form or {},
                 "error": error,
-                **message_context(datasette, conversation.id, can_write),
+                **context,
             },
             request=request,
         ),

@@ -237,18 +237,24 @@ async def test_search_respects_ownership(user_dir):
     assert alice in found and bob not in found
 
 
+async def conversations_on_every_page(ds, url, next_link):
+    """The conversation ids listed on ``url`` and every page after it."""
+    seen = []
+    while url:
+        page = (await get(ds, url)).text
+        seen += re.findall(r'<td><a href="/-/llm/([0-9a-z]{26})"', page)
+        match = re.search(f'href="({next_link})"', page)
+        url = html.unescape(match.group(1)) if match else None
+    return seen
+
+
 @pytest.mark.asyncio
 async def test_keyset_pagination(ds, monkeypatch):
     from datasette_llm_htmx import views
 
     monkeypatch.setattr(views, "PAGE_SIZE", 3)
     cids = [await start(ds, prompt=f"number {i}") for i in range(7)]
-    seen, url = [], "/-/llm"
-    while url:
-        page = (await get(ds, url)).text
-        seen += re.findall(r'<td><a href="/-/llm/([0-9a-z]{26})"', page)
-        match = re.search(r'href="(/-/llm\?before=[0-9a-z]{26})"', page)
-        url = html.unescape(match.group(1)) if match else None
+    seen = await conversations_on_every_page(ds, "/-/llm", r"/-/llm\?before=[0-9a-z]{26}")
     assert seen == list(reversed(cids))
     # with a search, too
     page = (await get(ds, "/-/llm", params={"q": "number"})).text
@@ -270,12 +276,9 @@ async def test_search_pages_list_each_conversation_once_by_newest_match(ds, monk
             cookies=cookies_for(ds, ROOT),
         )
         await wait_for_generations(ds)
-    seen, url = [], "/-/llm?q=quince"
-    while url:
-        page = (await get(ds, url)).text
-        seen += re.findall(r'<td><a href="/-/llm/([0-9a-z]{26})"', page)
-        match = re.search(r'href="(/-/llm\?q=quince&amp;before=[0-9a-z]{26})"', page)
-        url = html.unescape(match.group(1)) if match else None
+    seen = await conversations_on_every_page(
+        ds, "/-/llm?q=quince", r"/-/llm\?q=quince&amp;before=[0-9a-z]{26}"
+    )
     assert seen == [cids[0], cids[4], cids[3], cids[2], cids[1]]
 
 
