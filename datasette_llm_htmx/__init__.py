@@ -33,7 +33,22 @@ def register_actions(datasette):
 
 @hookimpl
 def permission_resources_sql(datasette, actor, action):
-    return permissions.allow_setting_sql(datasette, actor, action)
+    async def inner():
+        return [
+            rule
+            for rule in (
+                permissions.allow_setting_sql(datasette, actor, action),
+                await permissions.private_database_sql(datasette, actor, action),
+            )
+            if rule is not None
+        ]
+
+    return inner
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    return csp.nosniff
 
 
 @hookimpl

@@ -5,6 +5,7 @@ from datasette.permissions import Action, PermissionSQL
 from datasette.utils import actor_matches_allow
 
 from .config import settings
+from .storage import database_name
 
 CHAT = "llm-chat"
 VIEW_ALL = "llm-view-all"
@@ -38,6 +39,39 @@ def allow_setting_sql(datasette, actor, action):
     if allow is None or not actor_matches_allow(actor, allow):
         return None
     return PermissionSQL.allow(reason="datasette-llm-htmx 'allow' setting")
+
+
+# A database block in datasette.yaml with any of these opens logs.db on
+# purpose: then the config decides, as for any other database.
+OPENING_KEYS = ("allow", "allow_sql", "permissions")
+
+
+async def private_database_sql(datasette, actor, action):
+    """logs.db holds every prompt of every user and the llm CLI's history:
+    every action on it (its page, tables, queries, SQL, downloads, the
+    homepage and the jump menu all ask one of them) needs llm-view-all.
+
+    The rule is a deny on the database resource, so it beats Datasette's
+    default allows (root's too, which is why view-all actors get no rule
+    at all), while a table-level rule in the config is more specific and
+    still wins."""
+    declared = datasette.actions.get(action)
+    if declared is None or not declared.takes_parent:
+        return None
+    name = database_name(datasette)
+    database_config = ((datasette.config or {}).get("databases") or {}).get(name) or {}
+    if any(key in database_config for key in OPENING_KEYS):
+        return None
+    if await can_view_all(datasette, actor):
+        return None
+    return PermissionSQL(
+        sql="select :llm_htmx_database as parent, null as child, 0 as allow,"
+        " :llm_htmx_reason as reason",
+        params={
+            "llm_htmx_database": name,
+            "llm_htmx_reason": f"the LLM logs database is private: it needs {VIEW_ALL}",
+        },
+    )
 
 
 async def check_all(datasette, actor) -> None:

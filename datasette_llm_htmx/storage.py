@@ -7,6 +7,7 @@ back from both generations of llm's tables: ``threads``/``turns``/``messages``/
 
 import datetime
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 
@@ -113,19 +114,37 @@ class Conversation:
         return "Untitled"
 
 
+def database_name(datasette) -> str:
+    """The name logs.db has in Datasette: "llm", or the name the user gave
+    it by attaching the file themselves."""
+    return getattr(datasette, "_llm_htmx_database_name", DATABASE_NAME)
+
+
 def llm_database(datasette) -> Database:
-    return datasette.get_database(DATABASE_NAME)
+    return datasette.get_database(database_name(datasette))
+
+
+def _attached_as(datasette, path) -> str | None:
+    for name, db in datasette.databases.items():
+        if db.path and os.path.exists(db.path) and path.exists():
+            if os.path.samefile(db.path, path):
+                return name
+    return None
 
 
 async def prepare(datasette) -> None:
-    """Attach logs.db as the database "llm" and bring its tables up to date."""
-    if DATABASE_NAME not in datasette.databases:
-        path = settings(datasette).database_path
+    """Attach logs.db as the database "llm" (unless the file is attached
+    already) and bring its tables up to date."""
+    path = settings(datasette).database_path
+    name = _attached_as(datasette, path)
+    if name is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         sqlite3.connect(path).close()  # create the file if it is new
-        datasette.add_database(
+        # add_database renames on a clash: keep the name it chose
+        name = datasette.add_database(
             Database(datasette, path=str(path), is_mutable=True), name=DATABASE_NAME
-        )
+        ).name
+    datasette._llm_htmx_database_name = name
     await llm_database(datasette).execute_write_fn(migrate)
 
 

@@ -219,3 +219,34 @@ def test_no_dialog_and_no_csp_violation_in_chromium(browser, corpus):  # noqa: F
     assert all(url.startswith(server.url) for url in requests), [
         u for u in requests if not u.startswith(server.url)
     ]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason="no Chromium")
+def test_a_same_origin_text_response_cannot_run_as_a_script(browser, corpus):  # noqa: F811
+    """`script-src 'self'` allows any same-origin URL: Datasette's CSV of an
+    attacker-chosen column name is JavaScript if the browser sniffs it."""
+    server, conversations = corpus
+    gadget = "/_memory/-/query.csv?sql=" + __import__("urllib.parse").parse.quote(
+        'select 1 as "window.gadgetRan=1//"'
+    )
+    with server.client() as client:
+        response = client.get(gadget)
+        assert response.text.startswith("window.gadgetRan=1//")
+        assert response.headers["x-content-type-options"] == "nosniff"
+    context = browser.new_context()
+    context.add_cookies([{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}])
+    page = context.new_page()
+    page.goto(f"{server.url}/-/llm/{conversations[0]}")
+    # as if an injection had put a script element on the page
+    page.evaluate(
+        """(src) => new Promise((resolve) => {
+            const script = document.createElement("script");
+            script.src = src;
+            script.onload = script.onerror = () => resolve();
+            document.body.appendChild(script);
+        })""",
+        gadget,
+    )
+    assert page.evaluate("window.gadgetRan") is None
+    context.close()
