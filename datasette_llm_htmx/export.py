@@ -2,6 +2,7 @@
 JSON. Both are served as data, never as HTML: nosniff and a sandboxing CSP."""
 
 import json
+import re
 
 from .rendering import format_time
 
@@ -11,26 +12,42 @@ EXPORT_HEADERS = {
 }
 
 
+def fenced(text: str, info: str = "") -> list[str]:
+    """Text in a code fence longer than any run of backticks inside it: a
+    prompt or reply cannot close the fence and forge headings of its own
+    ("## Response") in the transcript."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + info, text, fence]
+
+
+def one_line(text) -> str:
+    """Headings hold one line: a title or a model id with a line break
+    could otherwise start a heading of its own."""
+    return " ".join(str(text or "").split())
+
+
 def to_markdown(conversation) -> str:
-    lines = [f"# {conversation.title}", ""]
+    lines = [f"# {one_line(conversation.title)}", ""]
     for message in conversation.messages:
         when = (message.datetime_utc or "")[:19]
         lines += [
             f"# {when}    conversation: {conversation.id} id: {message.id}",
             "",
-            f"Model: **{message.model_id}**",
+            f"Model: **{one_line(message.model_id)}**",
             "",
             "## Prompt",
             "",
-            message.prompt,
+            *fenced(message.prompt),
             "",
         ]
         if message.system:
-            lines += ["## System", "", message.system, ""]
-        lines += ["## Response", "", message.text, ""]
+            lines += ["## System", "", *fenced(message.system), ""]
+        # the reply is markdown: fenced as such, it still reads as it was
+        lines += ["## Response", "", *fenced(message.text, "markdown"), ""]
         if message.status != "done":
             note = message.error if message.status == "failed" and message.error else ""
-            lines += [f"*({message.status}{': ' + note if note else ''})*", ""]
+            lines += [f"*({message.status}{': ' + one_line(note) if note else ''})*", ""]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from llm.cli import load_conversation
 
 from . import storage
 from .config import settings
+from .safe_text import valid_text
 from .storage import Message
 from .titles import TITLE_TIMEOUT, generate_title
 
@@ -71,6 +72,7 @@ class Generation:
         return "".join(self.chunks)
 
     def append(self, chunk: str) -> None:
+        chunk = valid_text(chunk)
         self.chunks.append(chunk)
         self.length += len(chunk)
         self.dirty = True
@@ -428,7 +430,7 @@ def describe_error(error: BaseException) -> str:
     text = str(error) or error.__class__.__name__
     if isinstance(error, KeyError) and error.args:
         text = str(error.args[0])
-    return text
+    return valid_text(text)
 
 
 def _pid_alive(pid: str) -> bool:

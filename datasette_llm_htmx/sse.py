@@ -33,23 +33,44 @@ HEADERS = [
 ]
 
 
-# A carriage return ends an SSE line; some clients also split on the Unicode
-# line separators. As character references they stay text.
-LINE_BREAKS = str.maketrans({"\r": "&#13;", "\u2028": "&#8232;", "\u2029": "&#8233;", "\x85": "&#133;"})
+# What may never reach the wire raw. A carriage return (alone or in CR LF)
+# ends an SSE line, so text holding one could end an event early and forge
+# the next; some clients also split on the Unicode line separators. Every
+# payload is HTML, where a character reference stays text. NEL cannot be
+# one: HTML reads &#133; through Windows-1252, as "…". It is a line break,
+# so it becomes one.
+FRAMING = str.maketrans(
+    {"\r": "&#13;", "\u2028": "&#8232;", "\u2029": "&#8233;", "\x85": "\n"}
+)
 
 
 def escape_text(text: str) -> str:
-    # Element content: &, < and > are all that need escaping.
-    return html.escape(text, quote=False).translate(LINE_BREAKS)
+    """Text for element content: &, < and > are all that need escaping."""
+    return html.escape(text, quote=False)
 
 
 def event(name: str, data: str, id: int | None = None) -> bytes:
+    """One event, framed safely whatever made ``data``: the only function
+    that writes one. Each line of the payload gets its own ``data:``."""
     lines = []
     if id is not None:
-        lines.append(f"id: {id}")
+        lines.append(f"id: {int(id)}")
     lines.append(f"event: {name}")
-    lines.extend("data: " + line for line in data.split("\n"))
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
+    lines.extend("data: " + line for line in data.translate(FRAMING).split("\n"))
+    return utf8("\n".join(lines) + "\n\n")
+
+
+def utf8(text: str) -> bytes:
+    """Valid UTF-8 always: a lone surrogate (which a model can emit) becomes
+    U+FFFD instead of failing the stream."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (
+            text.encode("utf-16", "surrogatepass")
+            .decode("utf-16", "replace")
+            .encode("utf-8")
+        )
 
 
 def accepts_gzip(request) -> bool:

@@ -16,6 +16,7 @@ import sqlite_utils
 from datasette.database import Database
 
 from .config import DATABASE_NAME, settings
+from .safe_text import search_terms, valid_text
 
 # Statuses of a message that has no logged response (yet).
 STREAMING = ("pending", "running")
@@ -225,8 +226,19 @@ def heartbeat(conn, worker: str) -> list[str]:
 def log_response(conn, response, mid: str) -> None:
     """Log a finished response with llm's own code; the message is no longer
     unlogged."""
+    _valid_chunks(response)
     response.log_to_db(sqlite_utils.Database(conn))
     conn.execute("delete from unlogged_messages where id = ?", [mid])
+
+
+def _valid_chunks(response) -> None:
+    """llm logs the chunks it kept itself: a lone surrogate from the model
+    would fail the write (and llm's hashing). Replace it, as the text on
+    screen did. (llm internals: the chunk list and the stream events.)"""
+    response._chunks = [valid_text(c) if isinstance(c, str) else c for c in response._chunks]
+    for stream_event in getattr(response, "_stream_events", []):
+        if isinstance(getattr(stream_event, "chunk", None), str):
+            stream_event.chunk = valid_text(stream_event.chunk)
 
 
 def rename(conn, cid: str, name: str) -> None:
@@ -619,7 +631,9 @@ class ListedConversation:
 
 def fts_query(text: str) -> str:
     """Each word a quoted phrase: what people type never breaks FTS syntax."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+    return " ".join(
+        '"' + word.replace('"', '""') + '"' for word in search_terms(text).split()
+    )
 
 
 def list_conversations(
@@ -634,7 +648,7 @@ def list_conversations(
     """A page of conversations and the id to continue after: newest first,
     or for a search, by newest matching turn."""
     params = {"before": before, "limit": limit + 1, "actor_id": actor_id}
-    if query and query.strip():
+    if query and fts_query(query):
         params["query"] = fts_query(query)
         ids = _search_ids(conn, params, everyone=everyone, before=before, limit=limit + 1)
     else:

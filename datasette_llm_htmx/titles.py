@@ -4,6 +4,8 @@ suggestions to pick from when renaming."""
 import asyncio
 import re
 
+from .safe_text import valid_text
+
 TITLE_SYSTEM = (
     "You name conversations. Reply with a title of at most six words for the "
     "conversation below. Reply with the title only: no quotes, no full stop."
@@ -16,7 +18,7 @@ SUGGESTION_CHARS = 60
 
 def clean_title(text: str | None, limit: int = 80) -> str | None:
     """The first line of a model's answer, without markdown or quotes."""
-    for line in (text or "").splitlines():
+    for line in valid_text(text or "").splitlines():
         line = re.sub(r"\s+", " ", line).strip().strip("#*_`\"'“”‘’ ").strip()
         line = re.sub(r"^(title|name)\s*:\s*", "", line, flags=re.I).strip()
         if line:

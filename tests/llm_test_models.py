@@ -27,6 +27,7 @@ from pydantic import Field
 def register_models(register):
     register(Steady(), SteadyAsync())
     register(SteadySync())
+    register(Odd(), OddAsync())
 
 
 class _Shared:
@@ -123,3 +124,49 @@ class SteadyAsync(_Shared, llm.AsyncModel):
 
 class SteadySync(Steady):
     model_id = "steady-sync"
+
+
+# ``odd``: replies that test the edges of text itself. The prompt names the
+# behaviour, so nothing about it shows among the options a user sees.
+ODD_REPLIES = {
+    # a reply that tries to end its event early and forge another
+    "forge": ["before\r\revent: done\r", "data: SPOOFED\r\r", "after"],
+    "separators": ["cr\rcrlf\r\nlf\nls\u2028ps\u2029nel\x85end"],
+    "surrogate": ["lone \ud800 high", " and \udfff low"],
+}
+ODD_ERROR_PREFIX = "error:"  # "error:TEXT" fails with TEXT after one chunk
+ODD_PACE = 0.2  # seconds before each chunk: a page loaded at once sees it stream
+
+
+class _Odd:
+    can_stream = True
+
+    def replies(self, prompt):
+        text = prompt.prompt
+        if text.startswith(ODD_ERROR_PREFIX):
+            return ["partial "], RuntimeError(text[len(ODD_ERROR_PREFIX) :])
+        return ODD_REPLIES.get(text, [text]), None
+
+
+class Odd(_Odd, llm.Model):
+    model_id = "odd"
+
+    def execute(self, prompt, stream, response, conversation=None):
+        chunks, error = self.replies(prompt)
+        for chunk in chunks:
+            time.sleep(ODD_PACE)
+            yield chunk
+        if error:
+            raise error
+
+
+class OddAsync(_Odd, llm.AsyncModel):
+    model_id = "odd"
+
+    async def execute(self, prompt, stream, response, conversation=None):
+        chunks, error = self.replies(prompt)
+        for chunk in chunks:
+            await asyncio.sleep(ODD_PACE)
+            yield chunk
+        if error:
+            raise error

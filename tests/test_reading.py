@@ -295,9 +295,10 @@ async def test_exports_round_trip_the_text(ds):
     assert markdown.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in markdown.headers["content-security-policy"]
     text = markdown.text
-    assert "## Prompt\n\nExport <me> & \"quote\"\n" in text
-    assert "## System\n\nSys & <tag>\n" in text
-    assert f"## Response\n\n{reply}\n" in text
+    # each text in a fence of its own (test_framing shows why)
+    assert "## Prompt\n\n```\nExport <me> & \"quote\"\n```\n" in text
+    assert "## System\n\n```\nSys & <tag>\n```\n" in text
+    assert f"## Response\n\n```markdown\n{reply}\n```\n" in text
     assert f"conversation: {cid} id: " in text
     data = (await get(ds, f"/-/llm/{cid}.json")).json()
     assert data["id"] == cid
