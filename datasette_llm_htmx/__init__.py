@@ -1,29 +1,24 @@
-"""datasette-llm-htmx: a chat with llm's models at /-/llm. Hooks only."""
+"""datasette-llm-htmx: a chat with llm's models at /-/llm. Hooks only.
+
+Where things are: a request enters through ``routes`` into ``views``
+(pages, actions, stream); a token flows from the model through
+``generation`` (and ``sync_bridge``), ``following`` and ``views.stream`` to
+``sse``; HTML is made safe in ``rendering`` (and by the templates'
+escaping); every SQL statement is in ``store``.
+"""
 
 from datasette import hookimpl
 
-from . import csp, permissions, storage, views
+from . import csp, permissions, rendering, routes
+from .config import settings
+from .generation import generations
 from .rendering import format_time, markdown_to_html
-
-CID = r"(?P<cid>[^/.]+)"
-MID = r"(?P<mid>[^/]+)"
+from .store import database
 
 
 @hookimpl
 def register_routes(datasette):
-    return [
-        (r"^/-/llm$", views.index),
-        (r"^/-/llm/start$", views.start),
-        (r"^/-/llm/options$", views.model_options),
-        (rf"^/-/llm/{CID}$", views.conversation_page),
-        (rf"^/-/llm/{CID}\.(?P<format>md|json)$", views.export),
-        (rf"^/-/llm/{CID}/prompt$", views.follow_up),
-        (rf"^/-/llm/{CID}/stream/{MID}$", views.stream),
-        (rf"^/-/llm/{CID}/stop/{MID}$", views.stop),
-        (rf"^/-/llm/{CID}/retry/{MID}$", views.retry),
-        (rf"^/-/llm/{CID}/title$", views.title),
-        (rf"^/-/llm/{CID}/prompt/{MID}$", views.whole_prompt),
-    ]
+    return routes.routes()
 
 
 @hookimpl
@@ -54,8 +49,18 @@ def asgi_wrapper(datasette):
 @hookimpl
 def startup(datasette):
     async def inner():
-        await storage.prepare(datasette)
+        await database.prepare(datasette)
         await csp.prepare(datasette)
+        rendering.set_cache_limit(settings(datasette).render_cache_mb)
+        generations(datasette).watch_for_shutdown()
+
+    return inner
+
+
+@hookimpl
+def shutdown(datasette):
+    async def inner():
+        await generations(datasette).shutdown()
 
     return inner
 

@@ -18,6 +18,18 @@ class Settings:
     truncate_prompt_chars: int
     max_prompt_chars: int
     allow: object
+    # A reply that takes longer than this in all is stopped as failed...
+    generation_timeout: float
+    # ...and so is one whose model sends nothing for this long.
+    idle_timeout: float
+    # Replies one actor may have generating at once (this process).
+    max_generations_per_actor: int
+    # Memory for rendered replies, kept so a page renders markdown once.
+    render_cache_mb: float
+
+
+def _number(value, default):
+    return default if value in (None, "") else float(value)
 
 
 def settings(datasette) -> Settings:
@@ -36,4 +48,8 @@ def settings(datasette) -> Settings:
         truncate_prompt_chars=int(config.get("truncate_prompt_chars") or 1000),
         max_prompt_chars=int(config.get("max_prompt_chars") or 200_000),
         allow=config.get("allow"),
+        generation_timeout=_number(config.get("generation_timeout"), 3600.0),
+        idle_timeout=_number(config.get("idle_timeout"), 300.0),
+        max_generations_per_actor=int(_number(config.get("max_generations_per_actor"), 4)),
+        render_cache_mb=_number(config.get("render_cache_mb"), 64.0),
     )

@@ -1,101 +1,127 @@
 """Generation belongs to the server, not to a connection.
 
-A POST starts a Generation as a task in this process. Stream GETs subscribe to
-it; however many come and go, the model runs once. The text so far is saved to
-``unlogged_messages`` about once a second, so a reload, another worker process
-or a restart after a crash can still show it. A finished reply is logged with
+A POST starts a Generation: the model runs in a task of this process, and
+streams only watch it (following.py). However many come and go, the model
+runs once; only Stop, a timeout or shutdown end it early. The text so far
+is saved about once a second, so a reload, another worker process or a
+restart after a crash can still show it; a finished reply is logged with
 llm's own ``log_to_db``.
+
+Whatever the model or the database does, the end of a generation is
+reached and told to every stream: the model task is never awaited past a
+stop or a timeout (a model may ignore cancellation), and the last save
+retries until it lands.
 """
 
 import asyncio
 import contextlib
-import datetime
-import functools
 import logging
 import os
-import secrets
-import socket
+import signal
 import threading
 import time
-from collections import OrderedDict
 
-import llm
-from llm.cli import load_conversation
-
-from . import storage
+from . import liveness, rendering, titles
+from .catalog import resolve_model
 from .config import settings
+from .errors import ShownError
 from .safe_text import valid_text
-from .storage import Message
-from .titles import TITLE_TIMEOUT, generate_title
+from .store import conversations as stored_conversations
+from .store import llm_logs, unlogged
+from .store.database import llm_database, write_until_done, write_within
+from .store.records import Message
+from .sync_bridge import batches_from_thread, threads_alive
 
 logger = logging.getLogger(__name__)
 
-HOST = socket.gethostname()
-# Which process runs a message: host, pid and a token for this process's life
-# (a restarted container can get the same pid back).
-WORKER = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
-
 SAVE_INTERVAL = 1.0  # seconds between saves of the text so far
-STALE_AFTER = 15.0  # a message not saved for this long is assumed dead
-KEEP_FINISHED = 120.0  # seconds a finished generation stays to answer streams
+START_WAIT = 8.0  # seconds a start waits for another process's write lock
+LOG_WAIT = 10.0  # ... and the logging of a finished reply
+KEEP_FINISHED = 120.0  # seconds a saved, finished generation still answers streams
 YIELD_EVERY = 0.001  # a model that never awaits still lets the loop run
 CHECK_EVERY = 16
+MAX_SYNC_THREADS = 32  # sync model threads still finishing a chunk after a stop
+CONVERSATIONS_KEPT = 64
+SHUTDOWN_GRACE = 5.0  # seconds the process waits at exit for models that ignore a stop
+
+
+class TooBusy(ShownError):
+    status = 429
 
 
 class Generation:
-    """One reply being generated, and what its subscribers need to know."""
+    """One reply being generated, and what its followers need to know."""
 
-    def __init__(self, message: Message, response, is_async: bool):
+    def __init__(self, message: Message, actor_id: str | None, response, is_async: bool):
         self.message = message
+        self.actor_id = actor_id
         self.response = response
         self.is_async = is_async
         self.chunks: list[str] = []
         self.length = 0  # characters of reply text so far
-        self.task: asyncio.Task | None = None
-        self.finished_at: float | None = None
-        self.stop_requested = False
-        self.dirty = False
-        self.text_complete = asyncio.Event()  # the model sent its last chunk
+        self.started = time.monotonic()
+        self.last_chunk_at = self.started
+        self.finished_at: float | None = None  # the end, told to followers
+        self.saved = False  # the end has reached the database
+        self.recorded = False  # the start has reached the database
+        self.saved_state: tuple[int, str] | None = None
+        self.stop_event = asyncio.Event()
+        self.text_complete = asyncio.Event()  # no more text will come
         self.name_conversation = False  # the first reply names the conversation
-        self.new_title: str | None = None
-        self._event: asyncio.Event | None = None
+        self.title: asyncio.Future | None = None  # the name, once asked for
+        self.task: asyncio.Task | None = None
+        self._frozen = False  # stopped: chunks still coming are dropped
+        self._changed: asyncio.Event | None = None
 
     @property
     def id(self) -> str:
         return self.message.id
 
     @property
-    def done(self) -> bool:
+    def finished(self) -> bool:
         return self.finished_at is not None
 
     def text(self) -> str:
         return "".join(self.chunks)
 
     def append(self, chunk: str) -> None:
+        if self._frozen or not chunk:
+            return
         chunk = valid_text(chunk)
         self.chunks.append(chunk)
         self.length += len(chunk)
-        self.dirty = True
-        if self._event is not None:  # someone is waiting: wake them
+        self.last_chunk_at = time.monotonic()
+        if self._changed is not None:  # someone is waiting: wake them
             self.notify()
 
     def notify(self) -> None:
-        event, self._event = self._event, None
+        event, self._changed = self._changed, None
         if event is not None:
             event.set()
 
-    async def changed(self, timeout: float) -> None:
-        """Wait until there is new text or a new status, or timeout passes."""
-        if self._event is None:
-            self._event = asyncio.Event()
+    async def changed(self, timeout: float | None = None) -> None:
+        """Wait until there is new text or a new status (or timeout)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._changed.wait(), timeout)
 
-    def snapshot(self) -> Message:
-        """The message as it stands, with the text so far."""
-        message = self.message
-        message.text = self.text()
-        return message
+    def end(self, status: str, error: str | None = None) -> None:
+        """The reply's last word: later chunks are dropped, and every
+        follower is told."""
+        self._frozen = True
+        self.message.status = status
+        self.message.error = valid_text(error) if error else None
+        self.message.text = self.text()
+        self.finished_at = time.monotonic()
+        self.text_complete.set()
+        self.notify()
+
+    def current(self) -> Message:
+        """A copy of the message as it stands, with the text so far."""
+        from dataclasses import replace
+
+        return replace(self.message, text=self.text())
 
 
 class Generations:
@@ -104,17 +130,26 @@ class Generations:
     def __init__(self, datasette):
         self.datasette = datasette
         self.running: dict[str, Generation] = {}
-        self.conversations: OrderedDict[str, object] = OrderedDict()
+        self.conversations: dict[str, object] = {}
+        self.shutting_down = asyncio.Event()
         self._saver: asyncio.Task | None = None
+        self._worker_registered = False
+        # model tasks told to stop that have not (a model can ignore it)
+        self.detached: set[asyncio.Task] = set()
 
     @property
     def db(self):
-        return storage.llm_database(self.datasette)
+        return llm_database(self.datasette)
+
+    def in_flight(self) -> list[Generation]:
+        return [g for g in self.running.values() if not g.finished]
 
     # Starting
 
-    async def start(self, message: Message, *, actor_id, new_conversation: bool):
-        """Record the message and start generating its reply."""
+    async def start(self, message: Message, *, actor_id, new_conversation: bool) -> Generation:
+        """Record the message and start generating its reply. Raises a
+        ShownError (the prompt is kept) if it cannot start now."""
+        self._check_capacity(actor_id)
         model, is_async = resolve_model(message.model_id)
         conversation = await self._conversation(message.conversation_id, model, is_async)
         response = conversation.prompt(
@@ -122,94 +157,143 @@ class Generations:
         )
         response.id = message.id  # the logged response keeps the message's id
         message.status = "pending"
-        message.worker = WORKER
-        generation = Generation(message, response, is_async)
+        message.worker = liveness.THIS_WORKER.id
+        generation = Generation(message, actor_id, response, is_async)
         generation.name_conversation = new_conversation
-        # The model starts while the record is written: writes are queued on
-        # one thread in order, so this record precedes every later save.
+        # The model starts while the record is written, so the first token
+        # does not wait for the disk; if the record cannot be written in
+        # time, the model is stopped and the user told.
         self.running[message.id] = generation
         generation.task = asyncio.create_task(self._run(generation))
+        register = not self._worker_registered
+
+        def record(conn):
+            if register:
+                unlogged.register_worker(conn, liveness.THIS_WORKER)
+            unlogged.record_start(conn, message, actor_id, new_conversation)
+
         try:
-            await self.db.execute_write_fn(
-                lambda conn: storage.record_start(
-                    conn, message=message, actor_id=actor_id, new=new_conversation
-                )
-            )
+            await write_within(self.db, record, START_WAIT)
         except BaseException:
-            generation.task.cancel()
-            del self.running[message.id]
+            generation.stop_event.set()
+            generation.end("failed", "not recorded")
+            generation.saved = True  # nothing of it reached the database
+            self._forget(generation)
             raise
+        self._worker_registered = True
+        generation.recorded = True
         self._ensure_saver()
         return generation
+
+    def _check_capacity(self, actor_id) -> None:
+        if self.shutting_down.is_set():
+            raise ShownError("The server is restarting. Please send again in a moment.", 503)
+        limit = settings(self.datasette).max_generations_per_actor
+        mine = sum(1 for g in self.in_flight() if g.actor_id == actor_id)
+        if mine >= limit:
+            raise TooBusy(
+                f"You already have {mine} replies being written, the most at once. "
+                "Wait for one to finish, or stop one, then send again."
+            )
+        if threads_alive() >= MAX_SYNC_THREADS:
+            raise TooBusy(
+                "Too many local model runs are still finishing. Send again in a moment."
+            )
 
     async def _conversation(self, cid: str, model, is_async: bool):
         """The llm conversation, with its history, for the next prompt.
 
-        Kept in memory between prompts, as ``llm chat`` does; after a restart
-        it is rebuilt from logs.db, as ``llm chat --cid`` does.
+        Kept in memory between prompts (a few dozen), as ``llm chat`` does;
+        otherwise rebuilt from logs.db, as ``llm chat --cid`` does.
         """
-        conversation = self.conversations.get(cid)
+        conversation = self.conversations.pop(cid, None)
         if conversation is not None and conversation.model.model_id == model.model_id:
-            self.conversations.move_to_end(cid)
+            self.conversations[cid] = conversation  # most recently used last
             return conversation
         conversation = None
-        logged = await self.db.execute_fn(
-            lambda conn: conn.execute(
-                "select 1 from threads where id = ? union all"
-                " select 1 from conversations where id = ?",
-                [cid, cid],
-            ).fetchone()
-        )
-        if logged:
-            path = self.db.path
+        if await self.db.execute_fn(lambda conn: llm_logs.is_logged(conn, cid)):
             conversation = await asyncio.to_thread(
-                load_conversation, cid, async_=is_async, database=path
+                llm_logs.load_conversation, self.db.path, cid, is_async
             )
             conversation.model = model
         if conversation is None:
             conversation = model.conversation()
             conversation.id = cid
         self.conversations[cid] = conversation
-        while len(self.conversations) > 500:
-            self.conversations.popitem(last=False)
+        while len(self.conversations) > CONVERSATIONS_KEPT:
+            self.conversations.pop(next(iter(self.conversations)))
         return conversation
 
     # Running
 
     async def _run(self, generation: Generation) -> None:
+        """From the model's first chunk to the last word in the database.
+        The end is always reached, whatever the model or database does."""
+        try:
+            status, error = await self._generate(generation)
+            if status == "done":
+                status, error = await self._log(generation)
+        except asyncio.CancelledError:
+            status, error = "interrupted", None
+        except Exception as e:  # a bug of ours must not wedge the reply
+            logger.exception("Generation %s failed", generation.id)
+            status, error = "failed", describe_error(e)
+        finally:
+            if not generation.finished:
+                generation.end(status, error)
+        if generation.name_conversation and generation.message.status == "done":
+            generation.title = asyncio.ensure_future(self._name_conversation(generation))
+        if generation.message.status != "done":
+            await self._save_final(generation)
+        generation.saved = True
+        self._forget_later(generation)
+
+    async def _generate(self, generation: Generation) -> tuple[str, str | None]:
+        """Run the model until it ends, fails, is stopped or times out.
+        Returns (status, error); "done" means the text is complete."""
+        config = settings(self.datasette)
         message = generation.message
         message.status = "running"
-        generation.dirty = True
         generation.notify()
+        consume = self._consume_async if generation.is_async else self._consume_sync
+        model_task = asyncio.create_task(consume(generation))
+        stop_wait = asyncio.create_task(generation.stop_event.wait())
         try:
-            if generation.is_async:
-                await self._consume_async(generation)
-            else:
-                await self._consume_sync(generation)
-        except asyncio.CancelledError:
-            message.status = "stopped"
-        except Exception as error:  # a model's failure is shown, not raised
-            message.status = "failed"
-            message.error = describe_error(error)
-        else:
-            generation.text_complete.set()  # subscribers send the rest at once
-            if generation.stop_requested:
-                message.status = "stopped"
-            else:
-                if await self._log(generation):
-                    if generation.name_conversation:
-                        await self._name_conversation(generation)
-                    # done only now, so that a page drawn while the title
-                    # was being written still connects and gets it
-                    message.status = "done"
-        message.text = generation.text()
-        if message.status != "done":
-            generation.dirty = True  # the final status must reach the database
-            await self._save([generation])
-        generation.finished_at = time.monotonic()
-        generation.text_complete.set()
-        generation.notify()
-        self._forget_finished()
+            while True:
+                now = time.monotonic()
+                idle_left = generation.last_chunk_at + config.idle_timeout - now
+                total_left = generation.started + config.generation_timeout - now
+                if idle_left <= 0:
+                    return "failed", (
+                        f"The model sent nothing for {config.idle_timeout:g} seconds, "
+                        "so the reply was stopped."
+                    )
+                if total_left <= 0:
+                    return "failed", (
+                        f"The reply took longer than {config.generation_timeout:g} "
+                        "seconds, so it was stopped."
+                    )
+                done, _ = await asyncio.wait(
+                    {model_task, stop_wait},
+                    timeout=min(idle_left, total_left),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stop_wait in done:
+                    return "stopped", None
+                if model_task in done:
+                    error = model_task.exception()
+                    if error is not None:
+                        return "failed", describe_error(error)
+                    generation.text_complete.set()  # followers send the rest at once
+                    return "done", None
+        finally:
+            stop_wait.cancel()
+            if not model_task.done():
+                generation._frozen = True
+                # The model may ignore this; nobody waits for it to agree.
+                model_task.cancel()
+                self.detached.add(model_task)
+                model_task.add_done_callback(self._reattached)
 
     async def _consume_async(self, generation: Generation) -> None:
         # The hot loop of a fast model: a few attribute lookups per chunk, and
@@ -232,179 +316,190 @@ class Generations:
                         await asyncio.sleep(0)
 
     async def _consume_sync(self, generation: Generation) -> None:
-        """Run a sync-only model in a thread of its own, chunks bridged to
-        the event loop in batches."""
-        loop = asyncio.get_running_loop()
-        finished = loop.create_future()
-        lock = threading.Lock()
-        pending: list[str] = []
-        scheduled = False
+        stop = threading.Event()
+        batches = batches_from_thread(
+            lambda: generation.response, name=f"llm-{generation.id}", stop=stop
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for chunk in batch:
+                    generation.append(chunk)
 
-        def drain():
-            nonlocal scheduled
-            with lock:
-                chunks = pending[:]
-                pending.clear()
-                scheduled = False
-            for chunk in chunks:
-                generation.append(chunk)
-
-        def settle(error):
-            if finished.done():
-                return
-            if error is None:
-                finished.set_result(None)
-            else:
-                finished.set_exception(error)
-
-        def work():
-            nonlocal scheduled
-            error = None
-            iterator = iter(generation.response)
-            try:
-                for chunk in iterator:
-                    with lock:
-                        pending.append(chunk)
-                        if not scheduled:
-                            scheduled = True
-                            loop.call_soon_threadsafe(drain)
-                    if generation.stop_requested:
-                        break
-            except BaseException as e:  # handed to the event loop
-                error = e
-            finally:
-                iterator.close()
-                loop.call_soon_threadsafe(drain)
-                loop.call_soon_threadsafe(settle, error)
-
-        threading.Thread(target=work, name=f"llm-{generation.id}", daemon=True).start()
-        try:
-            await asyncio.shield(finished)
-        except asyncio.CancelledError:
-            # Stop: the thread ends after the chunk it is waiting for.
-            generation.stop_requested = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(finished), 10)
-            drain()
-            raise
-
-    async def _log(self, generation: Generation) -> bool:
+    async def _log(self, generation: Generation) -> tuple[str, str | None]:
         message = generation.message
         response = generation.response
         try:
-            await self.db.execute_write_fn(
-                lambda conn: storage.log_response(conn, response, message.id)
+            await write_within(
+                self.db, lambda conn: unlogged.log_response(conn, response, message.id), LOG_WAIT
             )
+        except ShownError as error:
+            return "failed", "The reply could not be logged: " + error.message
         except Exception as error:
-            message.status = "failed"
-            message.error = "The reply could not be logged: " + describe_error(error)
-            return False
+            return "failed", "The reply could not be logged: " + describe_error(error)
         message.input_tokens = response.input_tokens
         message.output_tokens = response.output_tokens
         duration = response.duration_ms()
         message.duration_ms = await duration if generation.is_async else duration
-        return True
+        return "done", None
 
-    async def _name_conversation(self, generation: Generation) -> None:
-        """Name the conversation with a model, before the done event goes out
-        so that it carries the new title."""
+    async def _save_final(self, generation: Generation) -> None:
+        """A reply that ended unlogged: its status and text must reach the
+        database, however long the lock is held or the disk stays full."""
+        if not generation.recorded:
+            return
+        message = generation.message
+        row = [(message.id, message.status, message.error, message.text)]
+        await write_until_done(
+            self.db,
+            lambda conn: unlogged.save(conn, row, liveness.THIS_WORKER.id),
+            f"the end of reply {message.id}",
+            give_up=self.shutting_down,
+        )
+
+    async def _name_conversation(self, generation: Generation) -> str | None:
+        """Name the conversation after its first reply: the title follows
+        the done event, it never holds it up."""
         title_model = settings(self.datasette).title_model
         if title_model is False:
-            return  # keep the name llm gave it: the first prompt, shortened
+            return None  # keep the name llm gave it: the first prompt, shortened
         message = generation.message
+        title = await titles.title_for(
+            title_model or message.model_id, message.prompt, message.text, message.system
+        )
         try:
-            title = await asyncio.wait_for(
-                generate_title(title_model or message.model_id, message.prompt, generation.text()),
-                TITLE_TIMEOUT,
+            await write_within(
+                self.db,
+                lambda conn: llm_logs.rename(conn, message.conversation_id, title),
+                LOG_WAIT,
             )
-            if title:
-                await self.db.execute_write_fn(
-                    lambda conn: storage.rename(conn, message.conversation_id, title)
-                )
-                generation.new_title = title
-        except Exception as error:  # a title is a nicety: never fail a reply for it
-            logger.warning("Could not name conversation %s: %s", message.conversation_id, error)
+        except ShownError as error:
+            logger.warning("Could not name %s: %s", message.conversation_id, error.message)
+            return None
+        return title
 
     # Stopping
 
     async def stop(self, mid: str) -> bool:
-        """Stop a generation of this process; False if it is not ours."""
+        """Stop a generation of this process at once; False if it is not ours."""
         generation = self.running.get(mid)
         if generation is None:
             return False
-        if not generation.done:
-            generation.stop_requested = True
-            generation.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(generation.task)
+        generation.stop_event.set()
+        deadline = time.monotonic() + 1.0
+        while not generation.finished and time.monotonic() < deadline:
+            await generation.changed(timeout=deadline - time.monotonic())
         return True
 
-    # Saving the text so far, and learning of stops asked of other workers
+    async def shutdown(self) -> None:
+        """The server is stopping: every reply in flight ends now, as
+        interrupted, its streams are told, and one write records it."""
+        if self.shutting_down.is_set():
+            return
+        self.shutting_down.set()
+        ending = self.in_flight()
+        for generation in ending:
+            generation.end("interrupted")
+            if generation.task:
+                generation.task.cancel()
+        rows = [(g.id, g.message.text) for g in ending if g.recorded]
+        try:
+            await write_within(
+                self.db,
+                lambda conn: unlogged.worker_stopped(conn, liveness.THIS_WORKER.id, rows),
+                2.0,
+            )
+        except Exception as error:
+            # After the restart these show as interrupted all the same: this
+            # process is gone from the host.
+            logger.warning("Could not record the shutdown: %s", error)
+
+    # Saving the text so far; the heartbeat; stops asked by other workers
 
     def _ensure_saver(self) -> None:
         if self._saver is None or self._saver.done():
             self._saver = asyncio.create_task(self._save_periodically())
 
     async def _save_periodically(self) -> None:
-        while any(not g.done for g in self.running.values()):
+        while self.in_flight() and not self.shutting_down.is_set():
             await asyncio.sleep(SAVE_INTERVAL)
-            active = [g for g in self.running.values() if not g.done]
+            rows = []
+            for generation in self.in_flight():
+                state = (generation.length, generation.message.status)
+                if generation.recorded and state != generation.saved_state:
+                    generation.saved_state = state
+                    message = generation.message
+                    rows.append((message.id, message.status, None, generation.text()))
             try:
-                stops = await self._save(active, heartbeat=True)
-            except Exception:
-                continue  # the next round tries again
+                stops = await self.db.execute_write_fn(
+                    lambda conn: unlogged.save(conn, rows, liveness.THIS_WORKER.id)
+                )
+            except Exception as error:  # the next round tries again
+                logger.warning("Saving progress failed: %s", error)
+                for generation in self.in_flight():
+                    generation.saved_state = None
+                continue
             for mid in stops:
                 if mid in self.running:
-                    asyncio.create_task(self.stop(mid))
+                    self.running[mid].stop_event.set()
 
-    async def _save(self, generations, heartbeat=False) -> list[str]:
-        rows = []
-        for generation in generations:
-            if generation.dirty or generation.done:
-                generation.dirty = False
-                message = generation.message
-                rows.append((message.id, message.status, message.error, generation.text()))
+    def _reattached(self, task: asyncio.Task) -> None:
+        self.detached.discard(task)
+        _retrieve(task)
 
-        def write(conn):
-            if rows:
-                storage.save_progress(conn, rows)
-            return storage.heartbeat(conn, WORKER) if heartbeat else []
+    def watch_for_shutdown(self) -> None:
+        """uvicorn runs the shutdown hook only once every connection has
+        closed, and an event stream does not close by itself: learn of
+        SIGTERM and SIGINT directly, so that replies (and with them their
+        streams) end at once and the server can stop."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+            if not callable(previous) or previous is signal.default_int_handler:
+                continue  # no server of ours to chain to (in-process, tests)
 
-        if not rows and not heartbeat:
-            return []
-        return await self.db.execute_write_fn(write)
+            def on_signal(number, frame, previous=previous):
+                loop.call_soon_threadsafe(self._shutdown_by_signal)
+                previous(number, frame)
 
-    def _forget_finished(self) -> None:
-        now = time.monotonic()
-        for mid in [
-            mid
-            for mid, g in self.running.items()
-            if g.done and now - g.finished_at > KEEP_FINISHED
-        ]:
-            del self.running[mid]
+            signal.signal(signum, on_signal)
+
+    def _shutdown_by_signal(self) -> None:
+        task = asyncio.ensure_future(self.shutdown())
+
+        def deadline(_):
+            if self.detached:
+                # asyncio waits for every task at exit, and a model that
+                # ignores cancellation would keep the process alive for good
+                _exit_after(SHUTDOWN_GRACE, len(self.detached))
+
+        task.add_done_callback(deadline)
+
+    def _forget_later(self, generation: Generation) -> None:
+        asyncio.get_running_loop().call_later(KEEP_FINISHED, self._forget, generation)
+
+    def _forget(self, generation: Generation) -> None:
+        if self.running.get(generation.id) is generation:
+            del self.running[generation.id]
 
     # Reading
 
     def settle(self, message: Message) -> Message:
         """Bring a message read from the database up to date: the text and
-        status of its generation if it runs here; interrupted if the process
-        that generated it died."""
+        status of its generation if it runs here; interrupted if the
+        process that generated it is known to have ended."""
         generation = self.running.get(message.id)
         if generation is not None:
             message.text = generation.text()
             message.status = generation.message.status
             message.error = generation.message.error
-        elif message.status in storage.STREAMING and self._died(message):
+            message.input_tokens = generation.message.input_tokens
+            message.output_tokens = generation.message.output_tokens
+            message.duration_ms = generation.message.duration_ms
+        elif message.in_flight and liveness.has_ended(message, running_here=False):
             message.status = "interrupted"
         return message
-
-    def _died(self, message: Message) -> bool:
-        if not message.worker or message.worker == WORKER:
-            return True  # ours, yet not running here: from before a restart
-        host, pid, _token = (message.worker.split(":") + ["", "", ""])[:3]
-        if host == HOST and (str(os.getpid()) == pid or not _pid_alive(pid)):
-            return True
-        return _age_seconds(message.updated_utc) > STALE_AFTER
 
 
 def generations(datasette) -> Generations:
@@ -414,18 +509,6 @@ def generations(datasette) -> Generations:
     return registry
 
 
-@functools.lru_cache(maxsize=256)
-def resolve_model(model_id: str):
-    """(model, is_async): the async variant where the model has one.
-
-    Plugins register their models once, at startup: asking them all again
-    on every request costs a millisecond."""
-    try:
-        return llm.get_async_model(model_id), True
-    except llm.UnknownModelError:
-        return llm.get_model(model_id), False
-
-
 def describe_error(error: BaseException) -> str:
     text = str(error) or error.__class__.__name__
     if isinstance(error, KeyError) and error.args:
@@ -433,18 +516,17 @@ def describe_error(error: BaseException) -> str:
     return valid_text(text)
 
 
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+def _exit_after(seconds: float, count: int) -> None:
+    def wait_then_exit():
+        time.sleep(seconds)
+        logger.error(
+            "%d model call(s) ignored cancellation; exiting without them", count
+        )
+        os._exit(0)
+
+    threading.Thread(target=wait_then_exit, daemon=True, name="llm-htmx-exit").start()
 
 
-def _age_seconds(timestamp: str | None) -> float:
-    if not timestamp:
-        return float("inf")
-    then = datetime.datetime.fromisoformat(timestamp)
-    return (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,10 +1,13 @@
-"""Rendering the plugin's partials: for htmx swaps, SSE events, and the
-repeated parts of pages (messages, the conversation list), which the pages
-insert as they are. Every partial is one file, drawn only here."""
+"""Drawing the plugin's partials: one template file for each thing drawn,
+used alike by the pages (which insert them rendered ahead), the htmx swaps
+and the SSE events."""
 
 import weakref
 
 from markupsafe import Markup
+
+from . import catalog
+from .config import settings
 
 TEMPLATE_DIR = "llm_htmx"
 
@@ -26,3 +29,86 @@ def render_partial(datasette, name: str, request=None, **context) -> Markup:
     template = env.get_template(f"{TEMPLATE_DIR}/{name}")
     context.setdefault("urls", datasette.urls)
     return Markup(template.render(context))
+
+
+def chat_url(datasette, cid: str) -> str:
+    return datasette.urls.path(f"/-/llm/{cid}")
+
+
+def message_context(datasette, cid: str, can_write: bool) -> dict:
+    """What ``_message.html`` (and the partials it includes) need besides
+    the message itself."""
+    return {
+        "cid": cid,
+        "chat_url": chat_url(datasette, cid),
+        "can_write": can_write,
+        "truncate_chars": settings(datasette).truncate_prompt_chars,
+    }
+
+
+def message(datasette, request, message, can_write: bool, context=None) -> Markup:
+    context = context or message_context(datasette, message.conversation_id, can_write)
+    return render_partial(datasette, "_message.html", request=request, message=message, **context)
+
+
+def title(datasette, request, cid: str, text: str, can_write: bool, focus=False) -> Markup:
+    return render_partial(
+        datasette,
+        "_title.html",
+        request=request,
+        title=text,
+        focus=focus,
+        **message_context(datasette, cid, can_write),
+    )
+
+
+def title_update(datasette, request, cid: str) -> Markup:
+    """Out of band, with a first reply's done event: fetches the new title
+    when the title model has given it."""
+    return render_partial(
+        datasette, "_title_update.html", request=request, chat_url=chat_url(datasette, cid)
+    )
+
+
+def options(datasette, request, model_id, form) -> Markup:
+    """A model's option fields, filled in from the form; open when any is."""
+    return render_partial(
+        datasette,
+        "_options.html",
+        request=request,
+        fields=catalog.fields_for(datasette, model_id),
+        values=form,
+        model_id=model_id,
+        open=any(k.startswith("option_") and v for k, v in form.items()),
+    )
+
+
+def form_error(datasette, request, text: str) -> Markup:
+    return render_partial(datasette, "_form_error.html", request=request, error=text)
+
+
+# What the live region says as a reply starts and ends (never each token).
+ANNOUNCEMENTS = {
+    "pending": "Generating…",
+    "running": "Generating…",
+    "done": "Reply complete",
+    "stopped": "Reply stopped",
+    "failed": "Reply failed",
+    "interrupted": "Reply interrupted",
+}
+
+
+def chat_status(datasette, request, status: str) -> Markup:
+    """The live region, out of band, for a reply that starts or ends."""
+    return render_partial(
+        datasette, "_chat_status.html", request=request, oob=True,
+        status_text=ANNOUNCEMENTS.get(status, ""),
+    )
+
+
+# A sent form's last error goes once something new is accepted.
+CLEAR_FORM_ERROR = Markup('<div id="form-error" hx-swap-oob="innerHTML"></div>')
+
+
+def streaming_text(datasette, text: str) -> Markup:
+    return render_partial(datasette, "_streaming_text.html", text=text)

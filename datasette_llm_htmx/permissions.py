@@ -5,7 +5,7 @@ from datasette.permissions import Action, PermissionSQL
 from datasette.utils import actor_matches_allow
 
 from .config import settings
-from .storage import database_name
+from .store.database import database_name
 
 CHAT = "llm-chat"
 VIEW_ALL = "llm-view-all"

@@ -4,7 +4,11 @@ them as text."""
 
 import asyncio
 import datetime
-from functools import lru_cache, partial
+import hashlib
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import bleach
 from bleach.css_sanitizer import CSSSanitizer
@@ -73,27 +77,91 @@ _cleaner = bleach.Cleaner(
 
 
 def markdown_to_html(text: str) -> Markup:
-    """Sanitized HTML for a reply's markdown."""
-    return Markup(_render(text))
+    """Sanitized HTML for a reply's markdown (from the cache when a page
+    rendered it ahead, off the event loop)."""
+    key = _key(text)
+    html = _cache.get(key)
+    if html is None:
+        html = _cache.put(key, _render(text))
+    return Markup(html)
 
 
-@lru_cache(maxsize=2048)
 def _render(text: str) -> str:
-    # Finished replies never change, so the same text renders once per
-    # process: a conversation page reloaded does no markdown work.
     return _cleaner.clean(_markdown.render(text))
 
 
-# Below this much markdown, rendering in place costs less than a thread hop.
-RENDER_IN_THREAD_CHARS = 20_000
+def _key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-async def render_ahead(texts: list[str]) -> None:
-    """Render these replies into the cache in a worker thread. bleach is pure
-    Python (about 300 KB/s): the first view of a long conversation would
-    otherwise hold the event loop, and every stream it serves, for a second."""
-    if sum(map(len, texts)) >= RENDER_IN_THREAD_CHARS:
-        await asyncio.to_thread(lambda: [_render(text) for text in texts])
+class ByteBoundCache:
+    """Rendered replies, least recently used first out, bounded by the bytes
+    of HTML held (keys are digests, so long texts are not kept twice).
+    Finished replies never change: a page reloaded does no markdown work."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit = limit_bytes
+        self.size = 0
+        self._items: OrderedDict[bytes, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> str | None:
+        with self._lock:
+            html = self._items.get(key)
+            if html is not None:
+                self._items.move_to_end(key)
+            return html
+
+    def put(self, key: bytes, html: str) -> str:
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = html
+                self.size += len(html)
+                while self.size > self.limit and len(self._items) > 1:
+                    _, dropped = self._items.popitem(last=False)
+                    self.size -= len(dropped)
+        return html
+
+
+_cache = ByteBoundCache(64 * 1024 * 1024)
+
+
+def set_cache_limit(megabytes: float) -> None:
+    _cache.limit = int(megabytes * 1024 * 1024)
+
+
+# Markdown is rendered in threads of its own, never on the event loop (a
+# pathological reply of a few KB can take a second) and never in the
+# default pool, which a hung model call could fill.
+_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="llm-htmx-render")
+_in_flight: dict[bytes, asyncio.Future] = {}
+
+
+async def render_ahead(texts) -> None:
+    """Render these replies into the cache, off the event loop. Each text
+    is rendered once however many requests ask at the same moment (ten
+    streams of one finished reply share one render)."""
+    loop = asyncio.get_running_loop()
+    waits = []
+    for text in texts:
+        key = _key(text)
+        if _cache.get(key) is not None:
+            continue
+        future = _in_flight.get(key)
+        if future is None:
+            future = _in_flight[key] = loop.run_in_executor(_executor, _render, text)
+            future.add_done_callback(
+                lambda done, key=key: _finish(key, done)
+            )
+        waits.append(future)
+    if waits:
+        await asyncio.gather(*(asyncio.shield(w) for w in waits))
+
+
+def _finish(key: bytes, future: asyncio.Future) -> None:
+    _in_flight.pop(key, None)
+    if not future.cancelled() and future.exception() is None:
+        _cache.put(key, future.result())
 
 
 def format_time(timestamp: str | None) -> str:

@@ -1,29 +1,21 @@
-"""The text/event-stream of one message.
+"""text/event-stream over ASGI: framing, gzip, keep-alive pings, and
+noticing the client leave. Transport only: it knows nothing of messages.
 
-Every connection gets a ``snapshot`` of the text so far first, then ``token``
-events with the new text, then ``done`` (or ``error``) with the finished
-message drawn by the same partial as the page. Each event's ``id`` is the
-number of characters of reply text it covers. A connection only watches: it
-never starts or stops a model.
+``serve(send, receive, events)`` sends the response: the events an async
+iterator yields, a ping comment when the line has been quiet, and it ends
+the moment the iterator ends or the client goes away, whichever is first
+(then the iterator is closed, wherever it was waiting).
 """
 
 import asyncio
 import contextlib
 import html
 import logging
-import time
 import zlib
-
-
-from . import storage
-from .generation import generations
-from .partials import render_partial
 
 logger = logging.getLogger(__name__)
 
 PING_INTERVAL = 15.0
-BATCH_INTERVAL = 0.05  # at most ~20 token events a second per stream
-POLL_INTERVAL = 0.5  # when another process generates the reply
 RETRY_MS = 1000
 
 HEADERS = [
@@ -31,7 +23,6 @@ HEADERS = [
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
-
 
 # What may never reach the wire raw. A carriage return (alone or in CR LF)
 # ends an SSE line, so text holding one could end an event early and forge
@@ -61,8 +52,8 @@ def event(name: str, data: str, id: int | None = None) -> bytes:
 
 
 def utf8(text: str) -> bytes:
-    """Valid UTF-8 always: a lone surrogate (which a model can emit) becomes
-    U+FFFD instead of failing the stream."""
+    """Valid UTF-8 always: a lone surrogate becomes U+FFFD instead of
+    failing the stream."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -73,151 +64,81 @@ def utf8(text: str) -> bytes:
         )
 
 
-def accepts_gzip(request) -> bool:
-    accepted = request.headers.get("accept-encoding", "")
+def accepts_gzip(headers) -> bool:
+    accepted = headers.get("accept-encoding", "")
     return any(
         part.split(";")[0].strip() == "gzip" and "q=0" not in part.replace(" ", "")
         for part in accepted.split(",")
     )
 
 
-class EventStream:
-    """Writes events to one ASGI connection; notices when the client left.
+class _Writer:
+    """Writes bytes to one connection, gzipped when asked, flushed after
+    every write so nothing waits in a buffer."""
 
-    With a client that accepts it, the stream is gzipped, flushed after every
-    event so nothing waits in a buffer: the finished message's HTML and the
-    repeated event framing shrink several times over."""
-
-    def __init__(self, send, receive, gzip: bool = False):
+    def __init__(self, send, gzip: bool):
         self._send = send
-        self._receive = receive
-        self.closed = False
-        self._watcher: asyncio.Task | None = None
         # An 8 KB window and a small hash table: about 64 KB a stream instead
         # of zlib's default 256 KB, which matters with hundreds of streams.
-        self._compressor = (
-            zlib.compressobj(6, zlib.DEFLATED, 16 + 13, 6) if gzip else None
-        )
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 13, 6) if gzip else None
+        self._lock = asyncio.Lock()
+        self.last_write = 0.0
 
-    async def open(self):
+    async def start(self):
         headers = list(HEADERS)
         if self._compressor:
             headers += [(b"content-encoding", b"gzip"), (b"vary", b"accept-encoding")]
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
         await self.write(f"retry: {RETRY_MS}\n\n".encode())
-        self._watcher = asyncio.create_task(self._watch_disconnect())
 
-    async def _watch_disconnect(self):
+    async def write(self, data: bytes, more: bool = True):
+        async with self._lock:
+            if self._compressor:
+                data = self._compressor.compress(data) + self._compressor.flush(
+                    zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH
+                )
+            await self._send({"type": "http.response.body", "body": data, "more_body": more})
+            self.last_write = asyncio.get_running_loop().time()
+
+
+async def serve(send, receive, events, *, gzip: bool = False, ping_interval: float | None = None):
+    """Send ``events`` (an async iterator of framed bytes) as the response."""
+    ping_interval = ping_interval or PING_INTERVAL
+    writer = _Writer(send, gzip)
+    await writer.start()
+
+    async def pump():
+        async with contextlib.aclosing(events):
+            async for data in events:
+                await writer.write(data)
+
+    async def ping():
+        loop = asyncio.get_running_loop()
         while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self.closed = True
-                return
+            quiet = loop.time() - writer.last_write
+            if quiet >= ping_interval:
+                await writer.write(b": ping\n\n")
+                quiet = 0
+            await asyncio.sleep(ping_interval - quiet)
 
-    async def write(self, data: bytes):
-        if self.closed:
-            return
-        if self._compressor:
-            data = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
-        try:
-            await self._send({"type": "http.response.body", "body": data, "more_body": True})
-        except (OSError, RuntimeError):
-            # uvicorn raises on a send after the client went away
-            self.closed = True
+    async def client_left():
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
-    async def close(self):
-        if self._watcher:
-            self._watcher.cancel()
-        if not self.closed:
-            end = self._compressor.flush(zlib.Z_FINISH) if self._compressor else b""
-            with contextlib.suppress(OSError, RuntimeError):
-                await self._send({"type": "http.response.body", "body": end, "more_body": False})
-
-
-async def stream_message(datasette, request, send, receive, cid: str, mid: str, render_final):
-    """Serve the stream of message ``mid``. ``render_final(message)`` draws the
-    finished message (the same partial as the page)."""
-    registry = generations(datasette)
-    stream = EventStream(send, receive, gzip=accepts_gzip(request))
-    await stream.open()
+    tasks = [asyncio.create_task(job()) for job in (pump, ping, client_left)]
     try:
-        generation = registry.running.get(mid)
-        if generation is not None:
-            await _follow_local(stream, datasette, generation, render_final)
-        else:
-            await _follow_stored(stream, datasette, registry, cid, mid, render_final)
-    except Exception:
-        # The response has started: there is no error page to send any more.
-        # The browser reconnects and gets a fresh snapshot.
-        logger.exception("Stream of message %s failed", mid)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await stream.close()
-
-
-async def _send_snapshot(stream, datasette, text: str):
-    html = render_partial(datasette, "_streaming_text.html", text=text)
-    await stream.write(event("snapshot", html, id=len(text)))
-
-
-async def _send_final(stream, message, render_final, new_title=None):
-    name = "error" if message.status == "failed" else "done"
-    html = await render_final(message, new_title)
-    await stream.write(event(name, html, id=len(message.text)))
-
-
-async def _follow_local(stream, datasette, generation, render_final):
-    chunks_sent = len(generation.chunks)
-    covered = generation.length
-    await _send_snapshot(stream, datasette, "".join(generation.chunks[:chunks_sent]))
-    last_write = time.monotonic()
-    while not stream.closed:
-        if len(generation.chunks) > chunks_sent:
-            upto = len(generation.chunks)
-            new_text = "".join(generation.chunks[chunks_sent:upto])
-            chunks_sent = upto
-            covered += len(new_text)
-            await stream.write(event("token", escape_text(new_text), id=covered))
-            last_write = time.monotonic()
-            # let tokens gather into the next event, unless the model is done
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(generation.text_complete.wait(), BATCH_INTERVAL)
-            continue
-        if generation.done:
-            await _send_final(
-                stream, generation.snapshot(), render_final, generation.new_title
-            )
-            return
-        await generation.changed(timeout=PING_INTERVAL)
-        if time.monotonic() - last_write >= PING_INTERVAL and not stream.closed:
-            await stream.write(b": ping\n\n")
-            last_write = time.monotonic()
-
-
-async def _follow_stored(stream, datasette, registry, cid, mid, render_final):
-    """Another process (or nobody) generates this message: follow what it
-    saves to the database."""
-    db = storage.llm_database(datasette)
-    sent = None
-    last_write = time.monotonic()
-    while not stream.closed:
-        message = await db.execute_fn(lambda conn: storage.read_message(conn, cid, mid))
-        if message is None:
-            return
-        registry.settle(message)
-        if not message.streaming:
-            if sent is None:
-                await _send_snapshot(stream, datasette, message.text)
-            await _send_final(stream, message, render_final)
-            return
-        if sent is None:
-            await _send_snapshot(stream, datasette, message.text)
-            sent = len(message.text)
-            last_write = time.monotonic()
-        elif len(message.text) > sent:
-            await stream.write(event("token", escape_text(message.text[sent:]), id=len(message.text)))
-            sent = len(message.text)
-            last_write = time.monotonic()
-        elif time.monotonic() - last_write >= PING_INTERVAL:
-            await stream.write(b": ping\n\n")
-            last_write = time.monotonic()
-        await asyncio.sleep(POLL_INTERVAL)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    pumped = tasks[0]
+    if pumped not in done or pumped.cancelled():
+        return  # the client left
+    if pumped.exception() is None:
+        with contextlib.suppress(OSError, RuntimeError):
+            await writer.write(b"", more=False)
+    elif not isinstance(pumped.exception(), (OSError, RuntimeError)):
+        # The response has started: there is no error page to send any
+        # more. The browser reconnects and gets a fresh snapshot.
+        logger.error("Event stream failed", exc_info=pumped.exception())

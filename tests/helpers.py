@@ -9,10 +9,15 @@ MESSAGE_ID = re.compile(r'<article id="m-([0-9a-z]{26})"')
 
 
 async def wait_for_generations(ds, timeout=10):
-    """Wait until every generation started in this process has finished."""
-    tasks = [g.task for g in generations(ds).running.values() if g.task]
+    """Wait until every generation started in this process has finished,
+    and named its conversation if it was the first."""
+    running = list(generations(ds).running.values())
+    tasks = [g.task for g in running if g.task]
     if tasks:
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout)
+    titles = [g.title for g in running if g.title is not None]
+    if titles:
+        await asyncio.wait_for(asyncio.gather(*titles, return_exceptions=True), timeout)
 
 
 def cid_from(response) -> str:

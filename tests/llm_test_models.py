@@ -23,6 +23,9 @@ import llm
 from pydantic import Field
 
 
+TITLE_REQUEST = "You name conversations."
+
+
 @llm.hookimpl
 def register_models(register):
     register(Steady(), SteadyAsync())
@@ -55,6 +58,9 @@ class _Shared:
 
     def tokens(self, prompt) -> list[str]:
         options = prompt.options
+        if prompt.system and prompt.system.startswith(TITLE_REQUEST):
+            # asked to name a conversation: a short title, as a real model gives
+            return ["Re: " + " ".join(prompt.prompt.split("\n")[0].split()[:5])]
         if options.text is not None and options.chunk_size:
             size = options.chunk_size
             return [options.text[i : i + size] for i in range(0, len(options.text), size)]

@@ -244,5 +244,5 @@ def test_new_title_appears_without_a_reload(page, server):
     start_in_browser(page, server, "Name this chat", chunks=10, delay=0.1)
     assert page.locator("#conversation-title h1").inner_text() == "Name this chat"
     page.locator("article.status-done").wait_for()
-    assert page.locator("#conversation-title h1").inner_text() == "Reply to: Name this chat"
+    assert page.locator("#conversation-title h1").inner_text() == "Re: Name this chat"
     assert page.errors == []

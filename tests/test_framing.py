@@ -146,7 +146,9 @@ async def test_the_markdown_export_cannot_be_forged(ds):
     # Read as a Markdown reader would: every line of the prompt and of the
     # reply is inside a fence, and every fence is closed
     headings, outside, fence = [], [], None
-    for line in text.split("\n"):
+    title, *lines = text.split("\n")
+    assert title.startswith("# ")  # one line, whatever the title says
+    for line in lines:
         if fence is None and line.startswith("```"):
             fence = "`" * (len(line) - len(line.lstrip("`")))
         elif fence is not None and line == fence:
@@ -158,6 +160,6 @@ async def test_the_markdown_export_cannot_be_forged(ds):
     assert fence is None
     assert not any("forged" in line or line in ("question", "answer") for line in outside)
     assert [h for h in headings if h.startswith("## ")] == ["## Prompt", "## Response"]
-    assert len([h for h in headings if h.startswith("# ")]) == 2  # title, one message
+    assert len([h for h in headings if h.startswith("# ")]) == 1  # one message
     # and the text is all there, as typed
     assert prompt in text and reply in text

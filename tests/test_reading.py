@@ -41,16 +41,16 @@ def thread_name(ds, cid):
 @pytest.mark.asyncio
 async def test_first_reply_names_the_conversation(ds, user_dir):
     cid = await start(ds, prompt="Tell me about otters")
-    # steady answers the title request with "Reply to: <its first line>"
-    assert thread_name(ds, cid) == "Reply to: Tell me about otters"
+    # steady answers a title request with "Re: <the first words>"
+    assert thread_name(ds, cid) == "Re: Tell me about otters"
     page = (await get(ds, f"/-/llm/{cid}")).text
-    assert "<h1>Reply to: Tell me about otters</h1>" in page
+    assert "<h1>Re: Tell me about otters</h1>" in page
     logs = json.loads(llm_cli(user_dir, "logs", "--cid", cid, "--json"))
-    assert logs[0]["conversation_name"] == "Reply to: Tell me about otters"
+    assert logs[0]["conversation_name"] == "Re: Tell me about otters"
     # a follow-up does not rename it
     await ds.client.post(f"/-/llm/{cid}/prompt", data={"prompt": "More"}, cookies=cookies_for(ds, ROOT))
     await wait_for_generations(ds)
-    assert thread_name(ds, cid) == "Reply to: Tell me about otters"
+    assert thread_name(ds, cid) == "Re: Tell me about otters"
 
 
 @pytest.mark.asyncio
@@ -66,19 +66,26 @@ async def test_title_model_setting_names_with_that_model(user_dir):
     ds = make_datasette({"default_model": "steady", "title_model": "steady-sync"})
     await ds.invoke_startup()
     cid = await start(ds, model_id="markov", prompt="a b c d", option_length="3", option_delay="0")
-    assert thread_name(ds, cid) == "Reply to: a b c d"
+    assert thread_name(ds, cid) == "Re: a b c d"
 
 
-def test_done_event_carries_the_new_title(server):
+def test_the_title_follows_the_done_event(server):
     from sse_client import read_until_final
     from test_streaming import start as start_streaming
 
     with server.client() as client:
         cid, stream_url, _ = start_streaming(client, prompt="Name me", option_chunks="4")
         events = read_until_final(client, stream_url)
-    done = events[-1].data
-    assert '<div id="conversation-title" class="title-block" hx-swap-oob="true">' in done
-    assert "<h1>Reply to: Name me</h1>" in done
+        done = events[-1].data
+        # the first reply's done event asks for the title, out of band
+        update = f'hx-get="/-/llm/{cid}/title?show=title&amp;wait=1" hx-trigger="load"'
+        assert '<div id="title-update" hx-swap-oob="true" ' + update in done
+        title = client.get(f"/-/llm/{cid}/title?show=title&wait=1", headers=HTMX)
+        assert "<h1>Re: Name me</h1>" in title.text
+        # a follow-up's done event does not
+        response = client.post(f"/-/llm/{cid}/prompt", data={"prompt": "more"}, headers=HTMX)
+        follow = read_until_final(client, re.search(r'sse-connect="([^"]+)"', response.text).group(1))
+        assert "title-update" not in follow[-1].data
 
 
 @pytest.mark.asyncio
@@ -87,7 +94,8 @@ async def test_rename_with_a_suggestion(ds, user_dir):
     form = await get(ds, f"/-/llm/{cid}/title", headers=HTMX)
     assert form.status_code == 200
     assert '<form id="conversation-title"' in form.text
-    assert 'value="Reply to: How do I bake bread?"' not in form.text or True
+    # the field holds the title the model gave, ready to edit
+    assert 'value="Re: How do I bake bread?"' in form.text
     suggestions = re.findall(r'name="title" value="([^"]*)" class="suggestion"', form.text)
     assert "How do I bake bread?" in [html.unescape(s) for s in suggestions]
     assert "Baking bread" in [html.unescape(s) for s in suggestions]
@@ -250,9 +258,9 @@ async def conversations_on_every_page(ds, url, next_link):
 
 @pytest.mark.asyncio
 async def test_keyset_pagination(ds, monkeypatch):
-    from datasette_llm_htmx import views
+    from datasette_llm_htmx.views import pages
 
-    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 3)
     cids = [await start(ds, prompt=f"number {i}") for i in range(7)]
     seen = await conversations_on_every_page(ds, "/-/llm", r"/-/llm\?before=[0-9a-z]{26}")
     assert seen == list(reversed(cids))
@@ -263,9 +271,9 @@ async def test_keyset_pagination(ds, monkeypatch):
 
 @pytest.mark.asyncio
 async def test_search_pages_list_each_conversation_once_by_newest_match(ds, monkeypatch):
-    from datasette_llm_htmx import views
+    from datasette_llm_htmx.views import pages
 
-    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     cids = [await start(ds, prompt=f"quince {i}") for i in range(5)]
     # the oldest conversation matches again, newest of all; another one
     # gets a follow-up that does not match

@@ -1,0 +1,90 @@
+"""Which models this site offers: those llm's plugins register, narrowed by
+the ``models`` setting; which of them need a key nobody set; the default;
+and each model's option fields."""
+
+import functools
+import time
+
+import llm
+
+from .config import settings
+from .options import OptionField, option_fields
+
+CHOICES_TTL = 10.0  # seconds: `llm keys set` while the server runs shows soon
+_choices_cache: dict = {}
+
+
+@functools.lru_cache(maxsize=256)
+def resolve_model(model_id: str):
+    """(model, is_async): the async variant where the model has one.
+
+    Plugins register their models once, at startup: asking them all again
+    on every request costs a millisecond."""
+    try:
+        return llm.get_async_model(model_id), True
+    except llm.UnknownModelError:
+        return llm.get_model(model_id), False
+
+
+def model_choices(datasette) -> list[tuple[str, str, bool]]:
+    """(model_id, label, needs_key) for the models this site offers.
+
+    Asking every plugin for its models and reading keys.json for each costs
+    milliseconds, so the answer is kept for a few seconds."""
+    allowed = settings(datasette).models
+    cached = _choices_cache.get(allowed)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    choices = []
+    for entry in llm.get_models_with_aliases():
+        model = entry.model or entry.async_model
+        if allowed is not None and model.model_id not in allowed:
+            continue
+        choices.append((model.model_id, str(model.model_id), missing_key(model)))
+    _choices_cache[allowed] = (time.monotonic() + CHOICES_TTL, choices)
+    return choices
+
+
+def is_offered(datasette, model_id: str) -> bool:
+    allowed = settings(datasette).models
+    return allowed is None or model_id in allowed
+
+
+def missing_key(model) -> bool:
+    if not getattr(model, "needs_key", None):
+        return False
+    try:
+        return not model.get_key()
+    except llm.NeedsKeyException:
+        return True
+
+
+def how_to_set_key(model) -> str:
+    env = f" or set the environment variable {model.key_env_var}" if model.key_env_var else ""
+    return f"Set one with 'llm keys set {model.needs_key}'{env}, then send again."
+
+
+def default_model_id(datasette) -> str | None:
+    configured = settings(datasette).default_model
+    if configured:
+        return configured
+    try:
+        return llm.get_default_model()
+    except Exception:
+        return None
+
+
+def fields_for(datasette, model_id) -> list[OptionField]:
+    if not model_id or not is_offered(datasette, model_id):
+        return []
+    return _fields_of_model(model_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_of_model(model_id):
+    # a model's options schema is fixed for the life of the process
+    try:
+        model, _ = resolve_model(model_id)
+    except llm.UnknownModelError:
+        return []
+    return option_fields(model)

@@ -1,0 +1,140 @@
+"""logs.db as a Datasette database: finding it, attaching it, checking it
+at startup, and writes that wait for a lock a bounded time or retry until
+they land."""
+
+import asyncio
+import logging
+import os
+import random
+import sqlite3
+import time
+
+from datasette.database import Database
+from datasette.utils import StartupError
+
+from ..config import DATABASE_NAME, settings
+from . import schema
+
+logger = logging.getLogger(__name__)
+
+class StoreUnavailable(Exception):
+    """logs.db could not take a write in time: locked by another process,
+    full, or read-only. The message says which, for the user."""
+
+
+def database_name(datasette) -> str:
+    """The name logs.db has in Datasette: "llm", or the name the user gave
+    it by attaching the file themselves."""
+    return getattr(datasette, "_llm_htmx_database_name", DATABASE_NAME)
+
+
+def llm_database(datasette) -> Database:
+    return datasette.get_database(database_name(datasette))
+
+
+def _attached_as(datasette, path) -> str | None:
+    for name, db in datasette.databases.items():
+        if db.path and os.path.exists(db.path) and path.exists():
+            if os.path.samefile(db.path, path):
+                return name
+    return None
+
+
+async def prepare(datasette) -> None:
+    """Attach logs.db as the database "llm" (unless the file is attached
+    already), check it, and bring its tables up to date. A file that cannot
+    be used stops startup with one line that names it."""
+    path = settings(datasette).database_path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()  # create the file if it is new
+    except (OSError, sqlite3.Error) as error:
+        raise StartupError(f"datasette-llm-htmx: cannot open {path}: {error}")
+    name = _attached_as(datasette, path)
+    if name is None:
+        # add_database renames on a clash: keep the name it chose
+        name = datasette.add_database(
+            Database(datasette, path=str(path), is_mutable=True), name=DATABASE_NAME
+        ).name
+    datasette._llm_htmx_database_name = name
+    try:
+        await llm_database(datasette).execute_write_fn(schema.migrate)
+    except sqlite3.Error as error:
+        raise StartupError(f"datasette-llm-htmx: {path} {describe(error)}")
+
+
+def describe(error: Exception) -> str:
+    """What is wrong with logs.db, in words a person can act on."""
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return f"is not a usable SQLite database ({text})"
+    if "readonly" in text or "read-only" in text:
+        return "is read-only: the chat needs to write to it"
+    if "full" in text:
+        return "cannot grow: the disk is full"
+    if "locked" in text or "busy" in text:
+        return "is locked by another process"
+    return f"cannot be written ({text})"
+
+
+def _unavailable(error: sqlite3.Error) -> StoreUnavailable:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreUnavailable(
+            "The log database is busy: another program (perhaps the llm command) "
+            "is writing to it. Nothing was sent; please send again in a moment."
+        )
+    if "full" in text:
+        return StoreUnavailable(
+            "The log database cannot grow: the disk is full. Nothing was sent."
+        )
+    if "readonly" in text:
+        return StoreUnavailable(
+            "The log database is read-only, so nothing can be sent. Ask an administrator."
+        )
+    return StoreUnavailable(f"The log database could not be written ({text}).")
+
+
+async def write_within(db: Database, fn, seconds: float):
+    """Run ``fn(conn)`` as one write, waiting for a lock at most about
+    ``seconds``; then raise StoreUnavailable. A write that has not started
+    by the deadline does nothing, so a refused request leaves no trace."""
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        def guarded(conn):
+            if time.monotonic() > deadline + 1:
+                raise TimeoutError("expired in the queue")
+            return fn(conn)
+
+        try:
+            return await db.execute_write_fn(guarded)
+        except TimeoutError:
+            raise _unavailable(sqlite3.OperationalError("database is locked"))
+        except sqlite3.OperationalError as error:
+            if not ("locked" in str(error) or "busy" in str(error)):
+                raise _unavailable(error)
+            if time.monotonic() + delay > deadline:
+                raise _unavailable(error)
+        except sqlite3.Error as error:
+            raise _unavailable(error)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def write_until_done(db: Database, fn, what: str, give_up: asyncio.Event | None = None):
+    """Run ``fn(conn)`` as one write, retrying with backoff (capped at 5 s)
+    until it lands: the last word on a reply must reach the database even
+    if the disk was full or another process held the lock for a while.
+    ``give_up`` set (at shutdown) makes one last try the final one."""
+    delay = 0.1
+    while True:
+        try:
+            return await db.execute_write_fn(fn)
+        except sqlite3.Error as error:
+            if give_up is not None and give_up.is_set():
+                logger.error("Could not save %s: %s", what, error)
+                return None
+            logger.warning("Saving %s failed (%s); trying again in %.1f s", what, error, delay)
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 5.0)

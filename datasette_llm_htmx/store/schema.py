@@ -1,0 +1,111 @@
+"""The plugin's own tables in logs.db, made and changed by numbered
+migrations recorded in the table ``llm_htmx_migrations``.
+
+Each migration runs once, in order, in the transaction Datasette opens for
+the startup write; a new column reaches every existing logs.db. Add a
+migration at the end of ``MIGRATIONS``; never edit one that has shipped.
+"""
+
+import llm.migrations
+import sqlite_utils
+
+# How long the write connection waits for another process's lock before
+# SQLite says "database is locked". Short, so that the plugin's own queue
+# of writes never stalls behind one long wait: callers retry instead.
+BUSY_TIMEOUT_MS = 1000
+
+
+def m001_initial(conn) -> None:
+    # The tables of 0.1.0, which made them without recording a migration:
+    # "if not exists" lets a logs.db from 0.1.0 pass through this one.
+    conn.execute(
+        """create table if not exists initiated (
+            id text primary key,
+            model_id text,
+            prompt text,
+            system text,
+            actor_id text,
+            datetime_utc text,
+            options_json text
+        )"""
+    )
+    conn.execute(
+        "create index if not exists initiated_actor_id on initiated (actor_id, id)"
+    )
+    # Messages in flight, or that ended without a logged response. A row is
+    # deleted in the transaction that logs its response with llm's log_to_db.
+    conn.execute(
+        """create table if not exists unlogged_messages (
+            id text primary key,
+            conversation_id text not null,
+            model_id text not null,
+            prompt text not null,
+            system text,
+            options_json text,
+            status text not null,
+            text text not null default '',
+            error text,
+            actor_id text,
+            worker text,
+            stop_requested integer not null default 0,
+            datetime_utc text not null,
+            updated_utc text not null
+        )"""
+    )
+    conn.execute(
+        "create index if not exists unlogged_messages_conversation_id"
+        " on unlogged_messages (conversation_id)"
+    )
+    conn.execute(
+        "create index if not exists unlogged_messages_worker"
+        " on unlogged_messages (worker, status)"
+    )
+    # llm never indexed the pre-0.32 responses by conversation, and the list
+    # and the conversation page ask for exactly that.
+    conn.execute(
+        "create index if not exists llm_htmx_responses_conversation_id"
+        " on responses (conversation_id)"
+    )
+
+
+def m002_workers(conn) -> None:
+    # Each process that generates replies says it is alive here. A reply is
+    # interrupted only when its process is known to have ended: gone from
+    # this host, or silent for far longer than it ever is while it runs.
+    conn.execute(
+        """create table llm_htmx_workers (
+            id text primary key,
+            host text not null,
+            pid integer not null,
+            process_start text,  -- tells this process from a later one with its pid
+            started_utc text not null,
+            heartbeat_utc text not null,
+            stopped_utc text
+        )"""
+    )
+
+
+MIGRATIONS = [m001_initial, m002_workers]
+
+
+def migrate(conn) -> list[str]:
+    """Bring llm's tables and the plugin's up to date; return the names of
+    the migrations that ran."""
+    conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+    llm.migrations.migrate(sqlite_utils.Database(conn))
+    conn.execute(
+        """create table if not exists llm_htmx_migrations (
+            name text primary key,
+            applied_utc text not null default (strftime('%Y-%m-%dT%H:%M:%fZ'))
+        )"""
+    )
+    applied = {row[0] for row in conn.execute("select name from llm_htmx_migrations")}
+    ran = []
+    for migration in MIGRATIONS:
+        if migration.__name__ not in applied:
+            migration(conn)
+            conn.execute(
+                "insert into llm_htmx_migrations (name) values (?)", [migration.__name__]
+            )
+            ran.append(migration.__name__)
+    return ran

@@ -1,0 +1,145 @@
+"""Messages in flight, or that ended without a logged response, in the
+table ``unlogged_messages``; and the processes that generate them, in
+``llm_htmx_workers``. Every function here runs on a connection it is given:
+writes on Datasette's write connection, inside its transaction."""
+
+import json
+
+from . import llm_logs
+from .records import Message, Worker, utcnow
+
+
+def record_start(conn, message: Message, actor_id: str | None, new_conversation: bool) -> None:
+    if new_conversation:
+        conn.execute(
+            "insert into initiated (id, model_id, prompt, system, actor_id,"
+            " datetime_utc, options_json) values (?, ?, ?, ?, ?, ?, ?)",
+            [
+                message.conversation_id,
+                message.model_id,
+                message.prompt,
+                message.system,
+                actor_id,
+                message.datetime_utc,
+                json.dumps(message.options),
+            ],
+        )
+    conn.execute(
+        "insert into unlogged_messages (id, conversation_id, model_id, prompt,"
+        " system, options_json, status, text, actor_id, worker, datetime_utc,"
+        " updated_utc) values (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
+        [
+            message.id,
+            message.conversation_id,
+            message.model_id,
+            message.prompt,
+            message.system,
+            json.dumps(message.options),
+            message.status,
+            actor_id,
+            message.worker,
+            message.datetime_utc,
+            message.datetime_utc,
+        ],
+    )
+
+
+def register_worker(conn, worker: Worker) -> None:
+    conn.execute(
+        "insert or replace into llm_htmx_workers (id, host, pid, process_start,"
+        " started_utc, heartbeat_utc) values (?, ?, ?, ?, ?, ?)",
+        [worker.id, worker.host, worker.pid, worker.process_start, utcnow(), utcnow()],
+    )
+
+
+def save(conn, rows: list[tuple[str, str, str | None, str]], worker_id: str) -> list[str]:
+    """One short transaction a second, whatever is streaming: the text so
+    far of each message (rows of id, status, error, text), the worker's
+    heartbeat, and the stops asked of it by other processes."""
+    now = utcnow()
+    if rows:
+        conn.executemany(
+            "update unlogged_messages set status = ?, error = ?, text = ?,"
+            " updated_utc = ? where id = ?",
+            [(status, error, text, now, mid) for mid, status, error, text in rows],
+        )
+    conn.execute(
+        "update llm_htmx_workers set heartbeat_utc = ? where id = ?", [now, worker_id]
+    )
+    return [
+        row[0]
+        for row in conn.execute(
+            "select id from unlogged_messages where worker = ? and stop_requested = 1"
+            " and status in ('pending', 'running')",
+            [worker_id],
+        )
+    ]
+
+
+def worker_stopped(conn, worker_id: str, interrupted: list[tuple[str, str]]) -> None:
+    """A process shutting down: its replies in flight (id, text so far) are
+    interrupted, and it says so itself."""
+    now = utcnow()
+    conn.executemany(
+        "update unlogged_messages set status = 'interrupted', text = ?, updated_utc = ?"
+        " where id = ? and status in ('pending', 'running')",
+        [(text, now, mid) for mid, text in interrupted],
+    )
+    conn.execute(
+        "update llm_htmx_workers set stopped_utc = ? where id = ?", [now, worker_id]
+    )
+
+
+def request_stop(conn, mid: str) -> None:
+    """Ask the process that generates ``mid`` to stop it: it reads this at
+    its next save."""
+    conn.execute("update unlogged_messages set stop_requested = 1 where id = ?", [mid])
+
+
+def log_response(conn, response, mid: str) -> None:
+    """Log a finished response with llm's own code, in the same transaction
+    that ends its unlogged life."""
+    llm_logs.log(conn, response)
+    conn.execute("delete from unlogged_messages where id = ?", [mid])
+
+
+SELECT = """
+select m.id, m.conversation_id, m.model_id, m.prompt, m.system, m.options_json,
+       m.status, m.text, m.error, m.worker, m.datetime_utc, m.updated_utc,
+       w.id, w.host, w.pid, w.process_start, w.heartbeat_utc, w.stopped_utc
+from unlogged_messages m
+left join llm_htmx_workers w on w.id = m.worker
+"""
+
+
+def messages(conn, cid: str) -> list[Message]:
+    return _read(conn, "m.conversation_id = ?", [cid])
+
+
+def message(conn, cid: str, mid: str) -> Message | None:
+    """One message by key: what a stream that follows another process's
+    reply reads on each poll."""
+    found = _read(conn, "m.id = ? and m.conversation_id = ?", [mid, cid])
+    return found[0] if found else None
+
+
+def _read(conn, where: str, params: list) -> list[Message]:
+    rows = conn.execute(f"{SELECT} where {where} order by m.id", params).fetchall()
+    return [
+        Message(
+            id=row[0],
+            conversation_id=row[1],
+            model_id=row[2],
+            prompt=row[3],
+            system=row[4],
+            options=json.loads(row[5] or "{}"),
+            status=row[6],
+            text=row[7],
+            error=row[8],
+            worker=row[9],
+            datetime_utc=row[10],
+            updated_utc=row[11],
+            worker_record=Worker(*row[12:18]) if row[12] else None,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,188 @@
+"""What POST changes: start a conversation, follow up, stop, retry, rename.
+
+Sent by htmx (``HX-Request``), an action answers a partial; a plain form
+post gets a 303 back to a page, so every flow works without JavaScript.
+A problem (bad input, a busy database, too many replies at once) comes back
+beside the form with everything typed kept.
+"""
+
+from .. import partials, permissions, titles
+from ..errors import ShownError
+from ..forms import BadInput, check_model, check_options, check_prompt, check_title, read_form
+from ..generation import generations
+from ..ids import new_id
+from ..store import conversations, llm_logs, unlogged
+from ..store.database import llm_database, write_within
+from ..store.records import Message, utcnow
+from .common import (
+    find_message,
+    html_response,
+    is_htmx,
+    load_writable,
+    problem_beside_form,
+    see_other,
+)
+from .pages import render_conversation, render_index, render_title_form
+
+RENAME_WAIT = 5.0  # seconds a rename waits for another process's write lock
+
+
+async def start(request, datasette):
+    await permissions.require_chat(datasette, request)
+    form = {}
+    try:
+        form = await read_form(request, datasette)
+        model = check_model(datasette, form.get("model_id", ""))
+        prompt, system = check_prompt(datasette, form)
+        options = check_options(model, form)
+        cid = new_id()
+        message = new_message(cid, model.model_id, prompt, system, options)
+        await generations(datasette).start(
+            message, actor_id=permissions.actor_id(request.actor), new_conversation=True
+        )
+    except ShownError as error:
+        if is_htmx(request):
+            return problem_beside_form(datasette, request, error)
+        return await render_index(
+            datasette, request, error=error.message, form=form, status=error.status
+        )
+    return see_other(datasette, cid)
+
+
+async def follow_up(request, datasette):
+    # Not the whole conversation: a follow-up costs the same however long it is
+    conversation = await load_writable(datasette, request, with_messages=False)
+    registry = generations(datasette)
+    latest_model, pending = await llm_database(datasette).execute_fn(
+        lambda conn: conversations.continuation(conn, conversation.id)
+    )
+    form = {}
+    try:
+        form = await read_form(request, datasette)
+        if any(registry.settle(m).in_flight for m in pending):
+            raise BadInput(
+                "A reply is still being written. Wait for it to finish or stop it, "
+                "then send again.",
+                409,
+            )
+        try:
+            model = check_model(datasette, latest_model or conversation.model_id or "")
+        except BadInput as error:
+            raise BadInput(
+                error.message + " This conversation cannot be continued until it is.",
+                error.status,
+            )
+        prompt, _system = check_prompt(datasette, form)
+        options = check_options(model, form)
+        message = new_message(conversation.id, model.model_id, prompt, None, options)
+        await registry.start(
+            message, actor_id=permissions.actor_id(request.actor), new_conversation=False
+        )
+    except ShownError as error:
+        return await _problem_in_conversation(datasette, request, error, form)
+    return _started(datasette, request, message)
+
+
+async def retry(request, datasette):
+    conversation = await load_writable(datasette, request)
+    failed = find_message(conversation, request.url_vars["mid"])
+    try:
+        if not failed.retryable:
+            raise BadInput("Only a stopped, failed or interrupted reply can be retried.", 409)
+        if any(m.in_flight for m in conversation.messages):
+            raise BadInput("A reply is still being written. Wait for it to finish.", 409)
+        model = check_model(datasette, failed.model_id)
+        message = new_message(
+            conversation.id, model.model_id, failed.prompt, failed.system, failed.options
+        )
+        await generations(datasette).start(
+            message, actor_id=permissions.actor_id(request.actor), new_conversation=False
+        )
+    except ShownError as error:
+        return await _problem_in_conversation(datasette, request, error, {})
+    return _started(datasette, request, message)
+
+
+def _started(datasette, request, message):
+    """htmx gets the new message, streaming; a plain form post is sent to it."""
+    if is_htmx(request):
+        return html_response(
+            datasette,
+            partials.message(datasette, request, message, True)
+            + partials.chat_status(datasette, request, message.status)
+            + partials.CLEAR_FORM_ERROR,
+        )
+    return see_other(datasette, message.conversation_id, message.id)
+
+
+async def _problem_in_conversation(datasette, request, error, form):
+    if is_htmx(request):
+        return problem_beside_form(datasette, request, error)
+    conversation = await load_writable(datasette, request)
+    return await render_conversation(
+        datasette, request, conversation, error=error.message, form=form, status=error.status
+    )
+
+
+async def stop(request, datasette):
+    conversation = await load_writable(datasette, request)
+    message = find_message(conversation, request.url_vars["mid"])
+    registry = generations(datasette)
+    if message.in_flight and not await registry.stop(message.id):
+        # Another process generates it: ask that process to stop it.
+        try:
+            await write_within(
+                llm_database(datasette),
+                lambda conn: unlogged.request_stop(conn, message.id),
+                RENAME_WAIT,
+            )
+        except ShownError as error:
+            return await _problem_in_conversation(datasette, request, error, {})
+    if is_htmx(request):
+        stopped = await llm_database(datasette).execute_fn(
+            lambda conn: conversations.message(conn, conversation.id, message.id)
+        )
+        shown = registry.settle(stopped or message)
+        return html_response(
+            datasette,
+            partials.message(datasette, request, shown, True)
+            + partials.chat_status(datasette, request, shown.status),
+        )
+    return see_other(datasette, conversation.id, message.id)
+
+
+async def rename(request, datasette):
+    conversation = await load_writable(datasette, request)
+    form = {}
+    try:
+        form = await read_form(request, datasette)
+        new_title = check_title(form, titles.MAX_TITLE_CHARS)
+        await write_within(
+            llm_database(datasette),
+            lambda conn: llm_logs.rename(conn, conversation.id, new_title),
+            RENAME_WAIT,
+        )
+    except ShownError as error:
+        return await render_title_form(
+            datasette, request, conversation, form.get("title", ""), error=error
+        )
+    if is_htmx(request):
+        return html_response(
+            datasette,
+            partials.title(datasette, request, conversation.id, new_title, True, focus=True),
+        )
+    return see_other(datasette, conversation.id)
+
+
+def new_message(cid, model_id, prompt, system, options) -> Message:
+    return Message(
+        id=new_id(),
+        conversation_id=cid,
+        model_id=model_id,
+        prompt=prompt,
+        system=system,
+        text="",
+        status="pending",
+        datetime_utc=utcnow(),
+        options=options,
+    )

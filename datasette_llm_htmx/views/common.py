@@ -1,0 +1,76 @@
+"""What every handler needs: loading a conversation it may read or write,
+answering htmx or a plain browser, and showing a problem beside a form."""
+
+from datasette import Forbidden, NotFound, Response
+
+from .. import csp, partials, permissions
+from ..generation import generations
+from ..ids import is_id
+from ..store import conversations
+from ..store.database import llm_database
+from ..store.records import Message
+
+
+def is_htmx(request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def html_response(datasette, body: str, status=200, headers=None) -> Response:
+    headers = {**(headers or {}), "Content-Security-Policy": csp.policy(datasette)}
+    return Response.html(body, status=status, headers=headers)
+
+
+def see_other(datasette, cid: str, mid: str | None = None) -> Response:
+    """303 to a conversation (at a message): the answer to a plain form post."""
+    url = partials.chat_url(datasette, cid)
+    return Response.redirect(f"{url}#m-{mid}" if mid else url, status=303)
+
+
+def problem_beside_form(datasette, request, error) -> Response:
+    """htmx: the problem alone, swapped in beside the form; what was typed
+    stays where it is."""
+    return html_response(
+        datasette,
+        partials.form_error(datasette, request, error.message),
+        status=error.status,
+        headers={"HX-Retarget": "#form-error", "HX-Reswap": "innerHTML"},
+    )
+
+
+async def load_readable(datasette, request, with_messages=True):
+    """The conversation of the URL, if this actor may read it; 404 if not
+    (a 403 would confirm that it exists)."""
+    cid = request.url_vars["cid"]
+    not_found = NotFound(f"Conversation not found: {cid}")
+    if not is_id(cid):
+        raise not_found
+    await permissions.require_chat_or_view(datasette, request)
+    conversation = await llm_database(datasette).execute_fn(
+        lambda conn: conversations.read(conn, cid, with_messages)
+    )
+    if conversation is None or not await permissions.can_read(
+        datasette, request.actor, conversation
+    ):
+        raise not_found
+    registry = generations(datasette)
+    for message in conversation.messages:
+        registry.settle(message)
+    return conversation
+
+
+async def load_writable(datasette, request, with_messages=True):
+    conversation = await load_readable(datasette, request, with_messages)
+    if not await permissions.can_write(datasette, request.actor, conversation):
+        raise Forbidden(
+            "Only the actor who started this conversation can continue it. "
+            + permissions.HOW_TO_GRANT
+        )
+    return conversation
+
+
+def find_message(conversation, mid: str) -> Message:
+    if is_id(mid):
+        for message in conversation.messages:
+            if message.id == mid:
+                return message
+    raise NotFound(f"Message not found: {mid}")

@@ -1,0 +1,196 @@
+"""What GET draws: the index with its list, a conversation, a whole prompt,
+the rename form, the exports, a model's option fields."""
+
+import asyncio
+
+from datasette import Response
+from markupsafe import Markup
+
+from .. import catalog, partials, permissions, titles
+from .. import export as exports
+from ..generation import generations
+from ..ids import is_id
+from ..partials import TEMPLATE_DIR
+from ..rendering import render_ahead
+from ..store import listing
+from ..store.database import llm_database
+from .common import find_message, html_response, is_htmx, load_readable, load_writable
+
+PAGE_SIZE = 50
+TITLE_WAIT = titles.TITLE_TIMEOUT + 5  # a title long-poll outlasts the title call
+
+
+async def index(request, datasette):
+    await permissions.require_chat_or_view(datasette, request)
+    return await render_index(datasette, request)
+
+
+async def render_index(datasette, request, *, error=None, form=None, status=200):
+    before = request.args.get("before")
+    if before and not is_id(before):
+        before = None
+    q = (request.args.get("q") or "").strip()
+    everyone = await permissions.can_view_all(datasette, request.actor)
+    listed, next_before = await llm_database(datasette).execute_fn(
+        lambda conn: listing.list_conversations(
+            conn,
+            actor_id=permissions.actor_id(request.actor),
+            everyone=everyone,
+            before=before,
+            limit=PAGE_SIZE,
+            query=q,
+        )
+    )
+    conversation_list = partials.render_partial(
+        datasette,
+        "_conversation_list.html",
+        request=request,
+        conversations=listed,
+        next_before=next_before,
+        q=q,
+    )
+    if (
+        is_htmx(request)
+        and request.headers.get("hx-target") == "conversation-list"
+        and not request.headers.get("hx-history-restore-request")
+    ):
+        return html_response(datasette, conversation_list)
+    form = form or {}
+    selected = form.get("model_id") or catalog.default_model_id(datasette)
+    return html_response(
+        datasette,
+        await datasette.render_template(
+            f"{TEMPLATE_DIR}/index.html",
+            {
+                "can_chat": await permissions.can_chat(datasette, request.actor),
+                "models": catalog.model_choices(datasette),
+                "selected_model": selected,
+                # pre-rendered partials: _options.html, _conversation_list.html
+                "options": partials.options(datasette, request, selected, form),
+                "form": form,
+                "error": error,
+                "q": q,
+                "conversation_list": conversation_list,
+            },
+            request=request,
+        ),
+        status=status,
+    )
+
+
+async def model_options(request, datasette):
+    """The options fields of one model, for htmx to swap in when the model
+    select changes."""
+    await permissions.require_chat(datasette, request)
+    model_id = request.args.get("model_id", "")
+    return html_response(datasette, partials.options(datasette, request, model_id, {}))
+
+
+async def conversation_page(request, datasette):
+    conversation = await load_readable(datasette, request)
+    return await render_conversation(datasette, request, conversation)
+
+
+async def render_conversation(datasette, request, conversation, *, error=None, form=None, status=200):
+    can_write = await permissions.can_write(datasette, request.actor, conversation)
+    context = partials.message_context(datasette, conversation.id, can_write)
+    await render_ahead([m.text for m in conversation.messages if not m.in_flight])
+    # pre-rendered partials: one _message.html each
+    messages = Markup("\n").join(
+        partials.message(datasette, request, message, can_write, context)
+        for message in conversation.messages
+    )
+    return html_response(
+        datasette,
+        await datasette.render_template(
+            f"{TEMPLATE_DIR}/conversation.html",
+            {
+                "conversation": conversation,
+                "messages": messages,
+                "streaming": any(m.in_flight for m in conversation.messages),
+                "form": form or {},
+                "error": error,
+                **context,
+            },
+            request=request,
+        ),
+        status=status,
+    )
+
+
+async def whole_prompt(request, datasette):
+    """The whole prompt of a truncated message: a fragment for htmx, a page
+    without."""
+    conversation = await load_readable(datasette, request)
+    message = find_message(conversation, request.url_vars["mid"])
+    can_write = await permissions.can_write(datasette, request.actor, conversation)
+    context = {
+        "conversation": conversation,
+        "message": message,
+        "limit": None,
+        "focus": True,
+        **partials.message_context(datasette, conversation.id, can_write),
+    }
+    if is_htmx(request):
+        html = partials.render_partial(datasette, "_prompt.html", request=request, **context)
+    else:
+        html = await datasette.render_template(
+            f"{TEMPLATE_DIR}/prompt.html", context, request=request
+        )
+    return html_response(datasette, html)
+
+
+async def export(request, datasette):
+    conversation = await load_readable(datasette, request)
+    if request.url_vars["format"] == "md":
+        body, content_type = exports.to_markdown(conversation), "text/markdown"
+    else:
+        body, content_type = exports.to_json(conversation), "application/json"
+    return Response(
+        body, headers=exports.EXPORT_HEADERS, content_type=f"{content_type}; charset=utf-8"
+    )
+
+
+async def title(request, datasette):
+    """The rename form; or, with ``?show=title``, the title itself (after
+    Cancel, and the long-poll that brings a new conversation its name)."""
+    conversation = await load_writable(datasette, request, with_messages=False)
+    if request.args.get("show") == "title":
+        name = conversation.title
+        if request.args.get("wait"):
+            name = await _title_when_ready(datasette, conversation.id) or name
+        focus = bool(request.args.get("focus"))  # Cancel: back to Rename
+        return html_response(
+            datasette, partials.title(datasette, request, conversation.id, name, True, focus)
+        )
+    conversation = await load_writable(datasette, request)
+    return await render_title_form(datasette, request, conversation, conversation.title)
+
+
+async def _title_when_ready(datasette, cid: str) -> str | None:
+    for generation in list(generations(datasette).running.values()):
+        if generation.message.conversation_id == cid and generation.title is not None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(generation.title), TITLE_WAIT)
+            except Exception:
+                return None
+    return None
+
+
+async def render_title_form(datasette, request, conversation, value, error=None):
+    context = {
+        "conversation": conversation,
+        "value": value,
+        "error": error.message if error else None,
+        "suggestions": titles.suggestions(conversation),
+        "max_chars": titles.MAX_TITLE_CHARS,
+        **partials.message_context(datasette, conversation.id, True),
+    }
+    status = error.status if error else 200
+    if is_htmx(request):
+        html = partials.render_partial(datasette, "_title_form.html", request=request, **context)
+    else:
+        html = await datasette.render_template(
+            f"{TEMPLATE_DIR}/title.html", context, request=request
+        )
+    return html_response(datasette, html, status=status)
