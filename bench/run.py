@@ -399,7 +399,15 @@ def bench_markdown(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: P1,P2,P3,P4,P5 (P5 and P6),M"
+    )
     args = parser.parse_args()
+    only = {part.strip().upper() for part in args.only.split(",") if part.strip()}
+
+    def wanted(name):
+        return not only or name in only
+
     quick = args.quick
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{'quick' if quick else 'full'} mode\n")
@@ -410,13 +418,20 @@ def main():
             path.mkdir()
             return path
 
-        bench_throughput(results, fresh("p1"), tokens=100_000, runs=3 if not quick else 1)
-        bench_first_token(results, fresh("p2"), prompts=50 if not quick else 20)
-        bench_bytes(results, fresh("p3"))
-        bench_concurrency(results, fresh("p4"), count=500 if not quick else 100, tokens=200 if not quick else 40, rate=20)
-        bench_pages(results, fresh("p5"), conversations=10_000 if not quick else 500, turns_per=10,
-                    runs=20 if not quick else 10)
-        bench_markdown(results)
+        if wanted("P1"):
+            bench_throughput(results, fresh("p1"), tokens=100_000, runs=3 if not quick else 1)
+        if wanted("P2"):
+            bench_first_token(results, fresh("p2"), prompts=50 if not quick else 20)
+        if wanted("P3"):
+            bench_bytes(results, fresh("p3"))
+        if wanted("P4"):
+            bench_concurrency(results, fresh("p4"), count=500 if not quick else 100,
+                              tokens=200 if not quick else 40, rate=20)
+        if wanted("P5"):
+            bench_pages(results, fresh("p5"), conversations=10_000 if not quick else 500,
+                        turns_per=10, runs=20 if not quick else 10)
+        if wanted("M"):
+            bench_markdown(results)
     print()
     print(results.markdown())
     if results.failed:

@@ -130,38 +130,45 @@ def set_cache_limit(megabytes: float) -> None:
     _cache.limit = int(megabytes * 1024 * 1024)
 
 
-# Markdown is rendered in threads of its own, never on the event loop (a
+# Markdown is rendered in a thread of its own, never on the event loop (a
 # pathological reply of a few KB can take a second) and never in the
 # default pool, which a hung model call could fill.
-_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="llm-htmx-render")
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-htmx-render")
 _in_flight: dict[bytes, asyncio.Future] = {}
 
 
 async def render_ahead(texts) -> None:
     """Render these replies into the cache, off the event loop. Each text
     is rendered once however many requests ask at the same moment (ten
-    streams of one finished reply share one render)."""
-    loop = asyncio.get_running_loop()
-    waits = []
+    streams of one finished reply share one render).
+
+    All the missing texts go to the thread as one job: a job per text lets
+    that thread hand the GIL back and forth at each job's end, too often
+    for the event loop's request for it to ever fire (it then waited 0.6 s
+    behind a 200-reply page)."""
+    waits = set()
+    missing = {}
     for text in texts:
         key = _key(text)
-        if _cache.get(key) is not None:
+        if key in missing or _cache.get(key) is not None:
             continue
-        future = _in_flight.get(key)
-        if future is None:
-            future = _in_flight[key] = loop.run_in_executor(_executor, _render, text)
-            future.add_done_callback(
-                lambda done, key=key: _finish(key, done)
-            )
-        waits.append(future)
+        if key in _in_flight:
+            waits.add(_in_flight[key])
+        else:
+            missing[key] = text
+    if missing:
+        job = asyncio.get_running_loop().run_in_executor(_executor, _render_into_cache, missing)
+        for key in missing:
+            _in_flight[key] = job
+        job.add_done_callback(lambda _: [_in_flight.pop(key, None) for key in missing])
+        waits.add(job)
     if waits:
         await asyncio.gather(*(asyncio.shield(w) for w in waits))
 
 
-def _finish(key: bytes, future: asyncio.Future) -> None:
-    _in_flight.pop(key, None)
-    if not future.cancelled() and future.exception() is None:
-        _cache.put(key, future.result())
+def _render_into_cache(texts: dict[bytes, str]) -> None:
+    for key, text in texts.items():
+        _cache.put(key, _render(text))
 
 
 def format_time(timestamp: str | None) -> str:
