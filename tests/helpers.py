@@ -1,11 +1,101 @@
+"""What the tests share: ids and URLs found in pages, starting a chat over
+HTTP, reading streams, waiting on conditions, the llm CLI."""
+
 import asyncio
+import html
+import os
 import re
+import subprocess
+import sys
+import time
 
 from datasette_llm_htmx.generation import generations
+from sse_client import iter_events
 
+ROOT = {"id": "root"}
+HTMX = {"HX-Request": "true"}
 LOCATION = re.compile(r"/-/llm/([0-9a-z]{26})$")
 STREAM_URL = re.compile(r'sse-connect="([^"]+)"')
 MESSAGE_ID = re.compile(r'<article id="m-([0-9a-z]{26})"')
+
+
+def cid_from(response) -> str:
+    assert response.status_code == 303, response.text
+    match = LOCATION.search(response.headers["location"])
+    assert match, response.headers["location"]
+    return match.group(1)
+
+
+def start(client, **fields):
+    """Start a conversation over HTTP (a small delay per token keeps the
+    reply streaming while the page loads). Returns (cid, the stream URL of
+    its reply, the page)."""
+    data = {"model_id": "steady", "prompt": "Hello", "option_delay": "0.02", **fields}
+    cid = cid_from(client.post("/-/llm/start", data=data))
+    page = client.get(f"/-/llm/{cid}")
+    assert page.status_code == 200
+    return cid, stream_url_of_last(cid, page.text), page
+
+
+def stream_url_of_last(cid, page_html) -> str:
+    """The stream of the last message on a page, streaming or not: the
+    stream of a finished reply answers its snapshot and done at once."""
+    mid = MESSAGE_ID.findall(page_html)[-1]
+    return f"/-/llm/{cid}/stream/{mid}"
+
+
+def streamed_text(events):
+    """The reply text a browser ends up with: the last snapshot, then tokens."""
+    text = ""
+    for event in events:
+        if event.name == "snapshot":
+            inner = re.sub(r"^<div[^>]*>|</div>$", "", event.data)
+            text = html.unescape(inner)
+        elif event.name == "token":
+            text += html.unescape(event.data)
+    return text
+
+
+def read_some(client, url, count):
+    """Read ``count`` events, then drop the connection."""
+    events = []
+    with client.stream("GET", url) as response:
+        for event in iter_events(response):
+            events.append(event)
+            if len(events) >= count:
+                break
+    return events
+
+
+def wait_until(predicate, timeout=15, interval=0.05):
+    """The predicate's first true value, polled until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
+
+
+def calls(user_dir):
+    """One line per model call the test models received."""
+    path = user_dir.parent / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def llm_cli(user_dir, *args, input=None):
+    """Run the real llm CLI against the test's logs.db."""
+    result = subprocess.run(
+        [sys.executable, "-m", "llm", *args],
+        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=input,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 async def wait_for_generations(ds, timeout=10):
@@ -18,10 +108,3 @@ async def wait_for_generations(ds, timeout=10):
     titles = [g.title for g in running if g.title is not None]
     if titles:
         await asyncio.wait_for(asyncio.gather(*titles, return_exceptions=True), timeout)
-
-
-def cid_from(response) -> str:
-    assert response.status_code == 303, response.text
-    match = LOCATION.search(response.headers["location"])
-    assert match, response.headers["location"]
-    return match.group(1)

@@ -31,6 +31,7 @@ def register_models(register):
     register(Steady(), SteadyAsync())
     register(SteadySync())
     register(Odd(), OddAsync())
+    register(OddSync())
 
 
 class _Shared:
@@ -132,8 +133,9 @@ class SteadySync(Steady):
     model_id = "steady-sync"
 
 
-# ``odd``: replies that test the edges of text itself. The prompt names the
-# behaviour, so nothing about it shows among the options a user sees.
+# ``odd``: replies that test the edges of text itself, and models that
+# misbehave. The prompt names the behaviour, so nothing about it shows among
+# the options a user sees.
 ODD_REPLIES = {
     # a reply that tries to end its event early and forge another
     "forge": ["before\r\revent: done\r", "data: SPOOFED\r\r", "after"],
@@ -142,37 +144,60 @@ ODD_REPLIES = {
 }
 ODD_ERROR_PREFIX = "error:"  # "error:TEXT" fails with TEXT after one chunk
 ODD_PACE = 0.2  # seconds before each chunk: a page loaded at once sees it stream
+# "hang": one chunk, then nothing, ever. The async model ignores
+# cancellation; the sync one sits inside its next chunk. Told to name a
+# conversation whose first prompt starts with "hang-title", it hangs too.
+HANG = "hang"
+HANG_TITLE = "hang-title"
+FOREVER = 3600
 
 
-class _Odd:
+def _odd_script(prompt):
+    """(chunks, error, hang) for a prompt to the odd models."""
+    text = prompt.prompt or ""
+    if prompt.system and prompt.system.startswith(TITLE_REQUEST):
+        if text.startswith(HANG_TITLE):
+            return ["Never "], None, True
+        return ["Re: " + " ".join(text.split()[:3])], None, False
+    if text.startswith(ODD_ERROR_PREFIX):
+        return ["partial "], RuntimeError(text[len(ODD_ERROR_PREFIX):]), False
+    if text == HANG:
+        return ["partial "], None, True
+    return ODD_REPLIES.get(text, [text]), None, False
+
+
+class Odd(llm.Model):
+    model_id = "odd"
     can_stream = True
 
-    def replies(self, prompt):
-        text = prompt.prompt
-        if text.startswith(ODD_ERROR_PREFIX):
-            return ["partial "], RuntimeError(text[len(ODD_ERROR_PREFIX) :])
-        return ODD_REPLIES.get(text, [text]), None
-
-
-class Odd(_Odd, llm.Model):
-    model_id = "odd"
-
     def execute(self, prompt, stream, response, conversation=None):
-        chunks, error = self.replies(prompt)
+        chunks, error, hang = _odd_script(prompt)
         for chunk in chunks:
             time.sleep(ODD_PACE)
             yield chunk
+        if hang:
+            time.sleep(FOREVER)  # a chunk that never comes: a thread cannot be interrupted
         if error:
             raise error
 
 
-class OddAsync(_Odd, llm.AsyncModel):
+class OddAsync(llm.AsyncModel):
     model_id = "odd"
+    can_stream = True
 
     async def execute(self, prompt, stream, response, conversation=None):
-        chunks, error = self.replies(prompt)
+        chunks, error, hang = _odd_script(prompt)
         for chunk in chunks:
             await asyncio.sleep(ODD_PACE)
             yield chunk
+        while hang:
+            try:
+                await asyncio.sleep(FOREVER)
+            except asyncio.CancelledError:
+                pass  # a model that will not be stopped
         if error:
             raise error
+
+
+class OddSync(Odd):
+    model_id = "odd-sync"

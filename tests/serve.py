@@ -1,6 +1,12 @@
 """`datasette` with the test models registered: tests run this as a real
-server in a subprocess. Usage: python tests/serve.py serve --port N ..."""
+server in a subprocess. Usage: python tests/serve.py serve --port N ...
 
+LLM_HTMX_TEST_SET="sse.PING_INTERVAL=0.3,titles.TITLE_TIMEOUT=1" sets
+module constants of the plugin first, so a test of a 15-second keep-alive
+or a 20-second title budget need not wait that long."""
+
+import importlib
+import os
 import pathlib
 import sys
 
@@ -12,14 +18,13 @@ import llm_test_models  # noqa: E402
 
 llm.plugins.pm.register(llm_test_models, name="llm-htmx-test-models")
 
-import os  # noqa: E402
+for assignment in filter(None, os.environ.get("LLM_HTMX_TEST_SET", "").split(",")):
+    name, value = assignment.split("=")
+    module_name, attribute = name.rsplit(".", 1)
+    module = importlib.import_module(f"datasette_llm_htmx.{module_name}")
+    setattr(module, attribute, type(getattr(module, attribute))(value))
 
-import datasette_llm_htmx.sse  # noqa: E402
 from datasette.cli import cli  # noqa: E402
-
-# Tests of the keep-alive comment need not wait 15 seconds for one.
-if os.environ.get("LLM_HTMX_TEST_PING_INTERVAL"):
-    datasette_llm_htmx.sse.PING_INTERVAL = float(os.environ["LLM_HTMX_TEST_PING_INTERVAL"])
 
 if __name__ == "__main__":
     cli()
