@@ -148,7 +148,7 @@ def stalled_clients(megabytes: float, clients: int) -> dict:
         "RSS peak MB": round(peak, 1),
         "RSS while stalled MB": round(stalled, 1),
         "RSS after clients left MB": round(after, 1),
-        "growth per stalled client MB": round((peak - before) / clients, 1),
+        "growth MB": round(peak - before, 1),
     }
 
 
@@ -163,7 +163,11 @@ def main():
     if args.what == "cli":
         print(cli_while_streaming(args.runs, args.streams))
     else:
-        print(stalled_clients(args.megabytes, args.clients))
+        alone = stalled_clients(args.megabytes, 0)
+        stalled = stalled_clients(args.megabytes, args.clients)
+        print("no client:", alone)
+        print(f"{args.clients} stalled clients:", stalled)
+        print("cost of the stalled clients, MB:", round(stalled["growth MB"] - alone["growth MB"], 1))
 
 
 if __name__ == "__main__":

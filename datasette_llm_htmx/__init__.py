@@ -52,7 +52,6 @@ def startup(datasette):
         await database.prepare(datasette)
         await csp.prepare(datasette)
         rendering.set_cache_limit(settings(datasette).render_cache_mb)
-        generations(datasette).watch_for_shutdown()
 
     return inner
 

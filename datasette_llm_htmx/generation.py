@@ -42,6 +42,7 @@ YIELD_EVERY = 0.001  # a model that never awaits still lets the loop run
 CHECK_EVERY = 16
 MAX_SYNC_THREADS = 32  # sync model threads still finishing a chunk after a stop
 CONVERSATIONS_KEPT = 64
+CONVERSATION_KEPT_UP_TO = 200_000  # characters of a reply whose conversation stays cached
 SHUTDOWN_GRACE = 5.0  # seconds the process waits at exit for models that ignore a stop
 
 
@@ -113,6 +114,9 @@ class Generation:
         self.message.status = status
         self.message.error = valid_text(error) if error else None
         self.message.text = self.text()
+        # one string instead of a chunk each: a long reply's list of small
+        # strings costs several times its text (followers read message.text)
+        self.chunks = [self.message.text] if self.message.text else []
         self.finished_at = time.monotonic()
         self.text_complete.set()
         self.notify()
@@ -136,6 +140,7 @@ class Generations:
         self._worker_registered = False
         # model tasks told to stop that have not (a model can ignore it)
         self.detached: set[asyncio.Task] = set()
+        self._watching = False
 
     @property
     def db(self):
@@ -150,6 +155,7 @@ class Generations:
         """Record the message and start generating its reply. Raises a
         ShownError (the prompt is kept) if it cannot start now."""
         self._check_capacity(actor_id)
+        self.watch_for_shutdown()
         model, is_async = resolve_model(message.model_id)
         conversation = await self._conversation(message.conversation_id, model, is_async)
         response = conversation.prompt(
@@ -241,6 +247,11 @@ class Generations:
         finally:
             if not generation.finished:
                 generation.end(status, error)
+        if generation.length > CONVERSATION_KEPT_UP_TO:
+            # llm's response keeps an event per chunk: rebuild this one from
+            # logs.db at the next follow-up rather than hold it in memory
+            self.conversations.pop(generation.message.conversation_id, None)
+        generation.response = None
         if generation.name_conversation and generation.message.status == "done":
             generation.title = asyncio.ensure_future(self._name_conversation(generation))
         if generation.message.status != "done":
@@ -450,9 +461,14 @@ class Generations:
         """uvicorn runs the shutdown hook only once every connection has
         closed, and an event stream does not close by itself: learn of
         SIGTERM and SIGINT directly, so that replies (and with them their
-        streams) end at once and the server can stop."""
-        if threading.current_thread() is not threading.main_thread():
+        streams) end at once and the server can stop.
+
+        Called as replies and streams begin, not at startup: Datasette runs
+        the startup hook before the server has put in its own handlers,
+        which are the ones to pass the signal on to."""
+        if self._watching or threading.current_thread() is not threading.main_thread():
             return
+        self._watching = True
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(signum)

@@ -15,16 +15,18 @@ class Event:
 
 def iter_lines(response):
     """Lines as the SSE spec splits them: on CR LF, CR or LF only (not on
-    the Unicode separators that str.splitlines() also knows)."""
+    the Unicode separators that str.splitlines() also knows). Linear in the
+    length of the stream, however long its events."""
     buffer = ""
     for text in response.iter_text():
         buffer += text
-        while True:
-            match = LINE_END.search(buffer)
-            if not match or (match.group() == "\r" and match.end() == len(buffer)):
-                break
-            yield buffer[: match.start()]
-            buffer = buffer[match.end() :]
+        start = 0
+        for match in LINE_END.finditer(buffer):
+            if match.group() == "\r" and match.end() == len(buffer):
+                break  # a CR at the end may be the first half of CR LF
+            yield buffer[start : match.start()]
+            start = match.end()
+        buffer = buffer[start:]
 
 
 def iter_events(response):

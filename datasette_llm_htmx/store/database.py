@@ -13,13 +13,17 @@ from datasette.database import Database
 from datasette.utils import StartupError
 
 from ..config import DATABASE_NAME, settings
+from ..errors import ShownError
 from . import schema
 
 logger = logging.getLogger(__name__)
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(ShownError):
     """logs.db could not take a write in time: locked by another process,
-    full, or read-only. The message says which, for the user."""
+    full, or read-only. The message says which, for the user; the status
+    says it is the server's trouble, not the user's."""
+
+    status = 503
 
 
 def database_name(datasette) -> str:
@@ -47,9 +51,9 @@ async def prepare(datasette) -> None:
     path = settings(datasette).database_path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(path).close()  # create the file if it is new
+        check_usable(path)
     except (OSError, sqlite3.Error) as error:
-        raise StartupError(f"datasette-llm-htmx: cannot open {path}: {error}")
+        raise StartupError(f"datasette-llm-htmx: {path} {describe(error)}")
     name = _attached_as(datasette, path)
     if name is None:
         # add_database renames on a clash: keep the name it chose
@@ -63,12 +67,33 @@ async def prepare(datasette) -> None:
         raise StartupError(f"datasette-llm-htmx: {path} {describe(error)}")
 
 
+def check_usable(path) -> None:
+    """Open logs.db (creating it if new), read it, and try a write that is
+    rolled back: a corrupt or read-only file fails here, by name, instead
+    of with every Send later."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        conn.execute("select count(*) from sqlite_master").fetchone()
+        try:
+            conn.execute("begin immediate")
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error):
+                return  # another process is writing: it is writable
+            raise
+        try:
+            conn.execute("create table llm_htmx_write_check (x)")
+        finally:
+            conn.execute("rollback")
+    finally:
+        conn.close()
+
+
 def describe(error: Exception) -> str:
     """What is wrong with logs.db, in words a person can act on."""
     text = str(error)
     if "not a database" in text or "malformed" in text:
         return f"is not a usable SQLite database ({text})"
-    if "readonly" in text or "read-only" in text:
+    if "readonly" in text or "read-only" in text or "Read-only" in text:
         return "is read-only: the chat needs to write to it"
     if "full" in text:
         return "cannot grow: the disk is full"
@@ -86,7 +111,7 @@ def _unavailable(error: sqlite3.Error) -> StoreUnavailable:
         )
     if "full" in text:
         return StoreUnavailable(
-            "The log database cannot grow: the disk is full. Nothing was sent."
+            "The log database cannot grow: the disk is full. Nothing was sent.", 507
         )
     if "readonly" in text:
         return StoreUnavailable(

@@ -22,6 +22,7 @@ async def stream(request, datasette, send, receive):
         return Response.text("Cross-site streams are refused.", status=403)
     mid = request.url_vars["mid"]
     registry = generations(datasette)
+    registry.watch_for_shutdown()
     local = registry.running.get(mid)
     if local is not None and local.message.conversation_id == request.url_vars["cid"]:
         # generated here: only who may read the conversation is needed
