@@ -48,10 +48,6 @@ async def ds(user_dir):
     ds.close()
 
 
-def cookies_for(ds, actor):
-    return {"ds_actor": ds.client.actor_cookie(actor)}
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

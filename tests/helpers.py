@@ -1,5 +1,6 @@
-"""What the tests share: ids and URLs found in pages, starting a chat over
-HTTP, reading streams, waiting on conditions, the llm CLI."""
+"""What the tests share: ids and URLs found in pages, cookies, starting a
+chat over HTTP, reading streams, waiting on conditions, the llm CLI, rows as
+llm before 0.32 logged them."""
 
 import asyncio
 import html
@@ -17,6 +18,11 @@ HTMX = {"HX-Request": "true"}
 LOCATION = re.compile(r"/-/llm/([0-9a-z]{26})$")
 STREAM_URL = re.compile(r'sse-connect="([^"]+)"')
 MESSAGE_ID = re.compile(r'<article id="m-([0-9a-z]{26})"')
+
+
+def cookies_for(ds, actor):
+    """Cookies that sign ``actor`` in, for requests through ``ds.client``."""
+    return {"ds_actor": ds.client.actor_cookie(actor)}
 
 
 def cid_from(response) -> str:
@@ -108,3 +114,28 @@ async def wait_for_generations(ds, timeout=10):
     titles = [g.title for g in running if g.title is not None]
     if titles:
         await asyncio.wait_for(asyncio.gather(*titles, return_exceptions=True), timeout)
+
+
+LEGACY_ROWS = [
+    # (id, conversation_id, model, prompt, system, response, datetime_utc)
+    ("01h00000000000000000000001", "01h0000000000000000000000c", "gpt-4o-mini",
+     "legacy question", "legacy system", "legacy **answer**", "2024-05-01T10:00:00"),
+    ("01h00000000000000000000002", "01h0000000000000000000000c", "gpt-4o-mini",
+     "legacy follow-up", None, "second legacy answer", "2024-05-01T10:01:00"),
+]
+
+
+def insert_legacy(conn):
+    """Rows as llm before 0.32 wrote them: conversations and responses."""
+    conn.execute(
+        "insert into conversations (id, name, model) values (?, ?, ?)",
+        ["01h0000000000000000000000c", "legacy question", "gpt-4o-mini"],
+    )
+    for row in LEGACY_ROWS:
+        conn.execute(
+            "insert into responses (id, conversation_id, model, prompt, system, response,"
+            " datetime_utc, options_json, duration_ms, input_tokens, output_tokens)"
+            " values (?, ?, ?, ?, ?, ?, ?, '{}', 1200, 5, 7)",
+            row,
+        )
+    conn.commit()

@@ -6,11 +6,8 @@ import sqlite3
 
 import pytest
 import pytest_asyncio
-from conftest import cookies_for, make_datasette
-from helpers import cid_from, wait_for_generations
-
-ROOT = {"id": "root"}
-HTMX = {"HX-Request": "true"}
+from conftest import make_datasette
+from helpers import HTMX, MESSAGE_ID, ROOT, cid_from, cookies_for, wait_for_generations
 
 
 @pytest_asyncio.fixture
@@ -189,7 +186,7 @@ async def test_wrong_methods_are_405(limited):
     cookies = cookies_for(limited, ROOT)
     cid = cid_from(await post_start(limited))
     await wait_for_generations(limited)
-    mid = (await limited.client.get(f"/-/llm/{cid}", cookies=cookies)).text.split('<article id="m-')[1][:26]
+    mid = MESSAGE_ID.search((await limited.client.get(f"/-/llm/{cid}", cookies=cookies)).text).group(1)
     for method, path, allowed in [
         ("get", "/-/llm/start", "POST"),
         ("post", "/-/llm", "GET"),
@@ -211,7 +208,7 @@ async def test_retry_of_a_finished_reply_is_409(limited):
     cid = cid_from(await post_start(limited))
     await wait_for_generations(limited)
     page = (await limited.client.get(f"/-/llm/{cid}", cookies=cookies)).text
-    mid = page.split('<article id="m-')[1][:26]
+    mid = MESSAGE_ID.search(page).group(1)
     response = await limited.client.post(f"/-/llm/{cid}/retry/{mid}", cookies=cookies)
     assert response.status_code == 409
     assert "Only a stopped, failed or interrupted reply can be retried." in response.text

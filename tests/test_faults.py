@@ -7,19 +7,17 @@ import sqlite3
 import threading
 import time
 
-import httpx
-from sse_client import iter_events, read_until_final
-from test_streaming import STREAM, calls, start, streamed_text
-
-
-def wait_until(predicate, timeout=15, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
+from helpers import (
+    HTMX,
+    STREAM_URL,
+    calls,
+    cid_from,
+    read_some,
+    start,
+    streamed_text,
+    wait_until,
+)
+from sse_client import read_until_final
 
 
 def logged_turns(user_dir, cid):
@@ -33,17 +31,6 @@ def logged_turns(user_dir, cid):
         ).fetchall()
     finally:
         conn.close()
-
-
-def read_some(client, url, count):
-    """Read ``count`` events, then drop the connection."""
-    events = []
-    with client.stream("GET", url) as response:
-        for event in iter_events(response):
-            events.append(event)
-            if len(events) >= count:
-                break
-    return events
 
 
 def test_closing_the_tab_does_not_stop_the_reply(server, user_dir):
@@ -100,7 +87,7 @@ def test_page_reload_mid_reply_shows_text_once(server):
         page = client.get(f"/-/llm/{cid}").text
         shown = re.search(r'<div class="stream-text"[^>]*>(.*?)</div>', page, re.S).group(1)
         assert shown.count("token0 ") == 1
-        events = read_until_final(client, STREAM.search(page).group(1))
+        events = read_until_final(client, STREAM_URL.search(page).group(1))
         assert events[0].name == "snapshot"
         assert streamed_text(events).count("token0 ") == 1
 
@@ -110,9 +97,7 @@ def test_stop_keeps_the_partial_text(server, user_dir):
         cid, stream_url, _ = start(client, option_chunks="200", option_delay="0.05")
         events = read_some(client, stream_url, 4)
         mid = stream_url.rsplit("/", 1)[1]
-        response = client.post(
-            f"/-/llm/{cid}/stop/{mid}", headers={"HX-Request": "true"}
-        )
+        response = client.post(f"/-/llm/{cid}/stop/{mid}", headers=HTMX)
         assert response.status_code == 200
         assert "status-stopped" in response.text
         assert "Stopped" in response.text
@@ -163,10 +148,10 @@ def test_model_error_shows_text_so_far_and_retry(server, user_dir):
         assert "steady failed after 4 tokens" in page
         # Retry runs the same prompt again, as a new message; options included,
         # so it fails again the same way
-        response = client.post(f"/-/llm/{cid}/retry/{mid}", headers={"HX-Request": "true"})
+        response = client.post(f"/-/llm/{cid}/retry/{mid}", headers=HTMX)
         assert response.status_code == 200
         assert "fail please" in response.text
-        new_url = STREAM.search(response.text).group(1)
+        new_url = STREAM_URL.search(response.text).group(1)
         assert new_url != stream_url
         assert read_until_final(client, new_url)[-1].name == "error"
 
@@ -191,7 +176,7 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
         response = client.post(f"/-/llm/{cid}/retry/{mid}")
         assert response.status_code == 303
         page = client.get(f"/-/llm/{cid}").text
-        new_url = STREAM.search(page).group(1)
+        new_url = STREAM_URL.search(page).group(1)
         events = read_until_final(client, new_url, timeout=60)
         assert events[-1].name == "done"
         assert "token399" in streamed_text(events)
@@ -241,8 +226,7 @@ def test_no_javascript_flow(server):
             "/-/llm/start",
             data={"model_id": "steady", "prompt": "no js", "option_chunks": "20", "option_delay": "0.05"},
         )
-        assert response.status_code == 303
-        cid = response.headers["location"].rsplit("/", 1)[1]
+        cid = cid_from(response)
         page = client.get(f"/-/llm/{cid}").text
         assert f'<noscript><meta http-equiv="refresh" content="2; url=/-/llm/{cid}"></noscript>' in page
         # the text so far is on the page itself

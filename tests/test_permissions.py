@@ -4,8 +4,8 @@ import llm
 import pytest
 import pytest_asyncio
 import sqlite_utils
-from conftest import cookies_for, make_datasette
-from helpers import MESSAGE_ID, cid_from, wait_for_generations
+from conftest import make_datasette
+from helpers import MESSAGE_ID, cid_from, cookies_for, wait_for_generations
 
 PERMISSIONS = {
     "llm-chat": {"id": ["alice", "bob", "root"]},

@@ -4,9 +4,9 @@ attached to anyone: every surface of it must need llm-view-all."""
 import sqlite3
 
 import pytest
-from conftest import cookies_for, make_datasette
+from conftest import make_datasette
 from datasette.app import Datasette
-from helpers import cid_from, wait_for_generations
+from helpers import cid_from, cookies_for, wait_for_generations
 
 PERMISSIONS = {
     "llm-chat": {"id": ["alice", "root"]},

@@ -7,15 +7,24 @@ import sqlite3
 
 import pytest
 import pytest_asyncio
-from conftest import cookies_for, make_datasette
-from helpers import MESSAGE_ID, cid_from, wait_for_generations
-from test_chat import insert_legacy, llm_cli
-
-ROOT = {"id": "root"}
-HTMX = {"HX-Request": "true"}
+import helpers
+from conftest import make_datasette
+from helpers import (
+    HTMX,
+    MESSAGE_ID,
+    ROOT,
+    STREAM_URL,
+    cid_from,
+    cookies_for,
+    insert_legacy,
+    llm_cli,
+    wait_for_generations,
+)
+from sse_client import read_until_final
 
 
 async def start(ds, actor=ROOT, **data):
+    """Start a conversation in process and wait for its reply and title."""
     response = await ds.client.post(
         "/-/llm/start",
         data={"model_id": "steady", "prompt": "Hello", **data},
@@ -70,11 +79,8 @@ async def test_title_model_setting_names_with_that_model(user_dir):
 
 
 def test_the_title_follows_the_done_event(server):
-    from sse_client import read_until_final
-    from test_streaming import start as start_streaming
-
     with server.client() as client:
-        cid, stream_url, _ = start_streaming(client, prompt="Name me", option_chunks="4")
+        cid, stream_url, _ = helpers.start(client, prompt="Name me", option_chunks="4")
         events = read_until_final(client, stream_url)
         done = events[-1].data
         # the first reply's done event asks for the title, out of band
@@ -84,7 +90,7 @@ def test_the_title_follows_the_done_event(server):
         assert "<h1>Re: Name me</h1>" in title.text
         # a follow-up's done event does not
         response = client.post(f"/-/llm/{cid}/prompt", data={"prompt": "more"}, headers=HTMX)
-        follow = read_until_final(client, re.search(r'sse-connect="([^"]+)"', response.text).group(1))
+        follow = read_until_final(client, STREAM_URL.search(response.text).group(1))
         assert "title-update" not in follow[-1].data
 
 

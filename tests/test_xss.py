@@ -5,7 +5,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from helpers import cid_from
+from helpers import MESSAGE_ID, cid_from, stream_url_of_last
 from sse_client import read_until_final
 from test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (fixture)
 
@@ -150,9 +150,7 @@ def corpus(tmp_path_factory):
             conversations.append(cid)
         for cid in conversations:
             page = client.get(f"/-/llm/{cid}").text
-            match = re.search(r'sse-connect="([^"]+)"', page)
-            if match:
-                read_until_final(client, match.group(1))
+            read_until_final(client, stream_url_of_last(cid, page))
         # and each payload as a title, given by renaming
         for payload, cid in zip(PAYLOADS, conversations):
             assert client.post(f"/-/llm/{cid}/title", data={"title": payload}).status_code == 303
@@ -172,7 +170,7 @@ def test_sanitizer_blocks_every_payload_in_html(corpus):
             assert problems_in(html) == [], payload
             # the rename form and the whole-prompt page draw the same text
             assert problems_in(client.get(f"/-/llm/{cid}/title").text) == [], payload
-            mid = re.search(r'<article id="m-([0-9a-z]{26})"', html).group(1)
+            mid = MESSAGE_ID.search(html).group(1)
             assert problems_in(client.get(f"/-/llm/{cid}/prompt/{mid}").text) == [], payload
             # exports are data, never HTML
             for suffix in (".md", ".json"):
