@@ -172,7 +172,7 @@ def test_markdown_reply_is_rendered_and_sanitized(server, user_dir):
     )
     with server.client() as client:
         cid, stream_url, _ = start(client, prompt="md", option_text=reply, option_delay="")
-        read_until_final(client, stream_url)
+        assert read_until_final(client, stream_url)[-1].name == "done"
         html = client.get(f"/-/llm/{cid}").text
     assert "<h1>Heading</h1>" in html
     assert "<li>one</li>" in html and "<ol>" in html

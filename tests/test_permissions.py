@@ -39,11 +39,12 @@ async def world(user_dir):
     # and one made with llm's own API, as the llm CLI does
     response = llm.get_model("steady").prompt("cli secret prompt")
     response.text()
-    response.log_to_db(sqlite_utils.Database(ds.get_database("llm").path))
-    conversations["cli"] = response.conversation.id if response.conversation else None
-    if conversations["cli"] is None:
-        conn = sqlite_utils.Database(ds.get_database("llm").path)
-        conversations["cli"] = next(conn.query("select thread_id from turns where id = ?", [response.id]))["thread_id"]
+    db = sqlite_utils.Database(ds.get_database("llm").path)
+    response.log_to_db(db)
+    # a prompt without a conversation: logging it starts a thread
+    conversations["cli"] = db.execute(
+        "select thread_id from turns where id = ?", [response.id]
+    ).fetchone()[0]
     messages = {}
     for name, cid in conversations.items():
         page = await ds.client.get(f"/-/llm/{cid}", cookies=cookies_for(ds, {"id": "root"}))

@@ -11,7 +11,8 @@ from sse_client import read_until_final
 def test_stream_snapshot_tokens_done(server, user_dir):
     with server.client() as client:
         cid, stream_url, page = start(client, option_chunks="8", option_delay="0.05")
-        assert stream_url, page.text
+        # the page follows the reply while it streams
+        assert f'sse-connect="{stream_url}"' in page.text, page.text
         assert 'hx-ext="sse"' in page.text
         events = read_until_final(client, stream_url)
         names = [e.name for e in events if e.name != "comment"]
@@ -109,8 +110,7 @@ def test_logged_reply_continues_with_llm_chat_cid(server, user_dir):
         cid, stream_url, _ = start(
             client, model_id="echo", prompt="browser prompt", option_delay=""
         )
-        if stream_url:
-            read_until_final(client, stream_url)
+        assert read_until_final(client, stream_url)[-1].name == "done"
     out = llm_cli(user_dir, "logs", "--cid", cid)
     assert "browser prompt" in out
     assert f"conversation: {cid}" in out
