@@ -5,7 +5,6 @@ import re
 import signal
 import sqlite3
 import threading
-import time
 
 from helpers import (
     HTMX,
@@ -31,6 +30,20 @@ def logged_turns(user_dir, cid):
         ).fetchall()
     finally:
         conn.close()
+
+
+def unlogged_text(user_dir, mid):
+    """The text so far of a reply, as its process last saved it."""
+    conn = sqlite3.connect(user_dir / "logs.db")
+    try:
+        row = conn.execute("select text from unlogged_messages where id = ?", [mid]).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def reply_body(html):
+    return re.search(r'<div class="reply-body markdown">(.*?)</div>', html, re.S).group(1)
 
 
 def test_closing_the_tab_does_not_stop_the_reply(server, user_dir):
@@ -103,12 +116,13 @@ def test_stop_keeps_the_partial_text(server, user_dir):
         assert "Stopped" in response.text
         assert "sse-connect" not in response.text
         assert 'action="/-/llm/%s/retry/%s"' % (cid, mid) in response.text
-        kept = re.search(r'<div class="reply-body markdown">(.*?)</div>', response.text, re.S).group(1)
+        kept = reply_body(response.text)
         assert "token0" in kept and "token199" not in kept
-        # it stays stopped: the model is not running any more
-        time.sleep(0.5)
+        # it stays stopped: the model is not running any more, and the text
+        # is the text the stop answered with
         page = client.get(f"/-/llm/{cid}").text
         assert "status-stopped" in page and "token199" not in page
+        assert reply_body(page) == kept
         # a stream of a stopped message ends at once with the stopped message
         final = read_until_final(client, stream_url)
         assert final[-1].name == "done" and "status-stopped" in final[-1].data
@@ -162,7 +176,9 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
             client, prompt="long one", option_chunks="400", option_delay="0.02"
         )
         read_some(client, stream_url, 4)
-        time.sleep(1.6)  # the text so far is saved about once a second
+        mid = stream_url.rsplit("/", 1)[1]
+        # the text so far is saved about once a second: kill once it has been
+        wait_until(lambda: "token0" in (unlogged_text(user_dir, mid) or ""))
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     server.start()
@@ -172,7 +188,6 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
         assert "Interrupted" in page
         assert "token0" in page  # the partial text survived
         assert "sse-connect" not in page
-        mid = stream_url.rsplit("/", 1)[1]
         response = client.post(f"/-/llm/{cid}/retry/{mid}")
         assert response.status_code == 303
         page = client.get(f"/-/llm/{cid}").text
@@ -185,7 +200,8 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
 
 
 def test_heartbeat_comment_on_an_idle_stream(make_server):
-    server = make_server(env={"LLM_HTMX_TEST_PING_INTERVAL": "0.3"})
+    # a keep-alive every 0.3 s instead of every 15 (see serve.py)
+    server = make_server(env={"LLM_HTMX_TEST_SET": "sse.PING_INTERVAL=0.3"})
     with server.client() as client:
         cid, stream_url, _ = start(client, option_chunks="2", option_delay="1.2")
         events = read_until_final(client, stream_url)
