@@ -32,20 +32,31 @@ def user_dir(tmp_path, monkeypatch):
     return path
 
 
-def make_datasette(plugin_config=None, config=None):
-    config = dict(config or {})
-    config.setdefault("plugins", {})["datasette-llm-htmx"] = plugin_config or {}
-    ds = Datasette(config=config)
-    ds.root_enabled = True
-    return ds
+@pytest.fixture
+def make_datasette(user_dir):
+    """make_datasette(plugin_config=None, config=None): a Datasette, root
+    enabled, with the plugin configured so, on the test's user directory.
+    ``files`` are databases to attach. Every one made is closed at teardown."""
+    made = []
+
+    def make(plugin_config=None, config=None, *, files=()):
+        config = dict(config or {})
+        config.setdefault("plugins", {})["datasette-llm-htmx"] = plugin_config or {}
+        ds = Datasette([str(path) for path in files], config=config)
+        ds.root_enabled = True
+        made.append(ds)
+        return ds
+
+    yield make
+    for ds in made:
+        ds.close()
 
 
 @pytest_asyncio.fixture
-async def ds(user_dir):
+async def ds(make_datasette):
     ds = make_datasette({"default_model": "steady"})
     await ds.invoke_startup()
-    yield ds
-    ds.close()
+    return ds
 
 
 def free_port() -> int:

@@ -6,19 +6,17 @@ import sqlite3
 
 import pytest
 import pytest_asyncio
-from conftest import make_datasette
 from helpers import HTMX, MESSAGE_ID, ROOT, cid_from, cookies_for, wait_for_generations
 
 
 @pytest_asyncio.fixture
-async def limited(user_dir):
+async def limited(make_datasette):
     ds = make_datasette(
         {"default_model": "steady", "models": ["steady", "echo", "echo-needs-key", "markov"],
          "max_prompt_chars": 1000}
     )
     await ds.invoke_startup()
-    yield ds
-    ds.close()
+    return ds
 
 
 def textarea(page, name):

@@ -56,9 +56,7 @@ async def test_static_files_are_served(ds):
 
 
 @pytest.mark.asyncio
-async def test_default_model_falls_back_to_llms_default(user_dir):
-    from conftest import make_datasette
-
+async def test_default_model_falls_back_to_llms_default(user_dir, make_datasette):
     llm_cli(user_dir, "models", "default", "echo")
     ds = make_datasette({})
     await ds.invoke_startup()

@@ -4,7 +4,6 @@ import llm
 import pytest
 import pytest_asyncio
 import sqlite_utils
-from conftest import make_datasette
 from helpers import MESSAGE_ID, cid_from, cookies_for, wait_for_generations
 
 PERMISSIONS = {
@@ -21,7 +20,7 @@ ACTORS = {
 
 
 @pytest_asyncio.fixture
-async def world(user_dir):
+async def world(make_datasette):
     ds = make_datasette(
         {"default_model": "steady", "allow": {"id": "carol"}},
         config={"permissions": PERMISSIONS},
@@ -49,8 +48,7 @@ async def world(user_dir):
     for name, cid in conversations.items():
         page = await ds.client.get(f"/-/llm/{cid}", cookies=cookies_for(ds, {"id": "root"}))
         messages[name] = MESSAGE_ID.search(page.text).group(1)
-    yield ds, conversations, messages
-    ds.close()
+    return ds, conversations, messages
 
 
 async def request(ds, actor, method, path, **kwargs):
@@ -141,7 +139,7 @@ async def test_a_permissions_block_decides_llm_chat_alone(world):
 
 
 @pytest.mark.asyncio
-async def test_allow_setting_grants_chat(user_dir):
+async def test_allow_setting_grants_chat(make_datasette):
     ds = make_datasette({"default_model": "steady", "allow": {"id": "carol"}})
     await ds.invoke_startup()
     alice_cid = cid_from(
@@ -162,7 +160,6 @@ async def test_allow_setting_grants_chat(user_dir):
     assert "/-/llm" in (await request(ds, carol, "GET", "/")).text
     assert 'href="/-/llm"' not in (await request(ds, {"id": "mallory"}, "GET", "/")).text
     assert (await request(ds, {"id": "mallory"}, "GET", "/-/llm")).status_code == 403
-    ds.close()
 
 
 @pytest.mark.asyncio

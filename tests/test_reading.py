@@ -8,7 +8,6 @@ import sqlite3
 import pytest
 import pytest_asyncio
 import helpers
-from conftest import make_datasette
 from helpers import (
     HTMX,
     MESSAGE_ID,
@@ -63,7 +62,7 @@ async def test_first_reply_names_the_conversation(ds, user_dir):
 
 
 @pytest.mark.asyncio
-async def test_title_model_false_keeps_llms_name(user_dir):
+async def test_title_model_false_keeps_llms_name(make_datasette):
     ds = make_datasette({"default_model": "steady", "title_model": False})
     await ds.invoke_startup()
     cid = await start(ds, prompt="A prompt that is rather longer than thirty-two characters")
@@ -71,7 +70,7 @@ async def test_title_model_false_keeps_llms_name(user_dir):
 
 
 @pytest.mark.asyncio
-async def test_title_model_setting_names_with_that_model(user_dir):
+async def test_title_model_setting_names_with_that_model(make_datasette):
     ds = make_datasette({"default_model": "steady", "title_model": "steady-sync"})
     await ds.invoke_startup()
     cid = await start(ds, model_id="markov", prompt="a b c d", option_length="3", option_delay="0")
@@ -155,11 +154,10 @@ async def test_rename_a_legacy_conversation(ds):
 
 
 @pytest_asyncio.fixture
-async def short_cut(user_dir):
+async def short_cut(make_datasette):
     ds = make_datasette({"default_model": "steady", "truncate_prompt_chars": 20})
     await ds.invoke_startup()
-    yield ds
-    ds.close()
+    return ds
 
 
 @pytest.mark.asyncio
@@ -239,7 +237,7 @@ async def test_search_by_prompt_and_reply_across_both_schemas(ds):
 
 
 @pytest.mark.asyncio
-async def test_search_respects_ownership(user_dir):
+async def test_search_respects_ownership(make_datasette):
     ds = make_datasette(
         {"default_model": "steady"},
         config={"permissions": {"llm-chat": {"id": ["alice", "bob"]}}},
@@ -326,7 +324,7 @@ async def test_exports_round_trip_the_text(ds):
 
 
 @pytest.mark.asyncio
-async def test_exports_follow_permissions(user_dir):
+async def test_exports_follow_permissions(make_datasette):
     ds = make_datasette({"default_model": "steady"}, config={"permissions": {"llm-chat": {"id": ["alice", "bob"]}}})
     await ds.invoke_startup()
     cid = await start(ds, actor={"id": "alice"})
