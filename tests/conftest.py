@@ -12,12 +12,25 @@ import pytest_asyncio
 from datasette.app import Datasette
 
 import llm_test_models
+from helpers import cid_from, stream_url_of_last
+from sse_client import read_until_final
+from xss_payloads import PAYLOADS
 
 HERE = pathlib.Path(__file__).parent
 SECRET = "test-secret-not-for-production"
+THIS_MODULE = sys.modules[__name__]
 
 if not llm.plugins.pm.has_plugin("llm-htmx-test-models"):
     llm.plugins.pm.register(llm_test_models, name="llm-htmx-test-models")
+
+
+def pytest_plugin_registered(plugin, manager):
+    """pytest imports every conftest.py outside a package as the module
+    `conftest`, each replacing the one before in sys.modules: once
+    tests/browser/conftest.py is loaded, make `conftest` this module again,
+    for the code that imports from it (Server, HERE)."""
+    if plugin is not THIS_MODULE and getattr(plugin, "__name__", None) == "conftest":
+        sys.modules["conftest"] = THIS_MODULE
 
 
 @pytest.fixture
@@ -145,3 +158,33 @@ def make_server(user_dir):
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def xss_corpus(tmp_path_factory):
+    """One conversation per payload of tests/xss_payloads.py, each payload as
+    prompt, system prompt, title and reply, served by one real server: read
+    as HTML by test_xss.py and in Chromium by browser/test_xss_in_chromium.py.
+    Yields (server, conversation ids in the order of PAYLOADS)."""
+    user_dir = tmp_path_factory.mktemp("xss") / "llm"
+    user_dir.mkdir()
+    server = Server(user_dir, env={"LLM_USER_PATH": str(user_dir)}).start()
+    conversations = []
+    with server.client() as client:
+        for payload in PAYLOADS:
+            cid = cid_from(
+                client.post(
+                    "/-/llm/start",
+                    data={"model_id": "steady", "prompt": payload, "system": payload,
+                          "option_text": payload},
+                )
+            )
+            conversations.append(cid)
+        for cid in conversations:
+            page = client.get(f"/-/llm/{cid}").text
+            read_until_final(client, stream_url_of_last(cid, page))
+        # and each payload as a title, given by renaming
+        for payload, cid in zip(PAYLOADS, conversations):
+            assert client.post(f"/-/llm/{cid}/title", data={"title": payload}).status_code == 303
+    yield server, conversations
+    server.stop()
