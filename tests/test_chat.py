@@ -119,11 +119,12 @@ async def test_follow_up_keeps_context_llm_echo(ds):
     assert "sse-connect=" in response.text
     assert "second" in response.text
     await wait_for_generations(ds)
-    page = await ds.client.get(f"/-/llm/{cid}", cookies=cookies)
-    # llm-echo reports the earlier responses it was given
-    assert "&#34;previous&#34;: [\n{\n&#34;prompt&#34;: &#34;first&#34;" in page.text.replace(
-        "  ", ""
-    ) or '&quot;previous&quot;: [\n{\n&quot;prompt&quot;: &quot;first&quot;' in page.text.replace("  ", "")
+    # llm-echo replies with JSON of what it was given: the earlier prompt too
+    messages = (await ds.client.get(f"/-/llm/{cid}.json", cookies=cookies)).json()["messages"]
+    assert [m["prompt"] for m in messages] == ["first", "second"]
+    reported = json.loads(messages[1]["response"])
+    assert reported["prompt"] == "second"
+    assert reported["previous"] == [{"prompt": "first"}]
 
 
 @pytest.mark.asyncio
