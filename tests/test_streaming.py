@@ -138,6 +138,7 @@ def test_stream_is_gzipped_for_clients_that_accept_it(server):
                 if b"event: done" in text:
                     break
         assert text.startswith(b"retry: 1000\n\nid: ")
+        assert b"event: done" in text
         with client.stream("GET", stream_url, headers={"Accept-Encoding": "identity"}) as response:
             assert "content-encoding" not in response.headers
             assert response.read().startswith(b"retry: 1000")
