@@ -6,6 +6,7 @@ import asyncio
 import html
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -102,6 +103,20 @@ def llm_cli(user_dir, *args, input=None):
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def logged_turns(user_dir, cid):
+    """(turn id, response) of each reply of a conversation that llm logged."""
+    conn = sqlite3.connect(user_dir / "logs.db")
+    try:
+        return conn.execute(
+            "select turns.id, turn_search.response from turns"
+            " join turn_search on turn_search.turn_id = turns.id"
+            " where thread_id = ?",
+            [cid],
+        ).fetchall()
+    finally:
+        conn.close()
 
 
 async def wait_for_generations(ds, timeout=10):

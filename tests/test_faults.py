@@ -11,25 +11,13 @@ from helpers import (
     STREAM_URL,
     calls,
     cid_from,
+    logged_turns,
     read_some,
     start,
     streamed_text,
     wait_until,
 )
 from sse_client import read_until_final
-
-
-def logged_turns(user_dir, cid):
-    conn = sqlite3.connect(user_dir / "logs.db")
-    try:
-        return conn.execute(
-            "select turns.id, turn_search.response from turns"
-            " join turn_search on turn_search.turn_id = turns.id"
-            " where thread_id = ?",
-            [cid],
-        ).fetchall()
-    finally:
-        conn.close()
 
 
 def unlogged_text(user_dir, mid):

@@ -11,6 +11,7 @@ from helpers import (
     STREAM_URL,
     cid_from,
     cookies_for,
+    logged_turns,
     start,
     streamed_text,
     wait_for_generations,
@@ -118,12 +119,9 @@ def test_lone_surrogates_are_replaced_not_fatal(server, user_dir):
         assert page.status_code == 200 and "status-done" in page.text
         assert client.get(f"/-/llm/{cid}.md").status_code == 200
         assert client.get(f"/-/llm/{cid}.json").status_code == 200
+    [(_, logged)] = logged_turns(user_dir, cid)
+    assert "\ufffd" in logged
     conn = sqlite3.connect(user_dir / "logs.db")
-    logged = conn.execute(
-        "select response from turn_search join turns on turns.id = turn_search.turn_id"
-        " where thread_id = ?", [cid]
-    ).fetchone()
-    assert logged and "\ufffd" in logged[0]
     assert conn.execute("select count(*) from unlogged_messages").fetchone()[0] == 0
 
 

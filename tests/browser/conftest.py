@@ -47,22 +47,37 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server):
+def root_context(browser):
+    """root_context(server, **options): a new browser context (with
+    Playwright's context options) signed in as root to ``server``; closed at
+    teardown."""
+    contexts = []
+
+    def root_context(server, **options):
+        context = browser.new_context(**options)
+        context.add_cookies(
+            [{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}]
+        )
+        contexts.append(context)
+        return context
+
+    yield root_context
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(root_context, server):
     """A page signed in as root to the test's server; page.errors collects
     uncaught errors and console errors."""
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
-    context.add_cookies(
-        [{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}]
-    )
-    page = context.new_page()
+    page = root_context(server, viewport={"width": 1000, "height": 800}).new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on(
         "console",
         lambda message: page.errors.append(message.text) if message.type == "error" else None,
     )
-    yield page
-    context.close()
+    return page
 
 
 @pytest.fixture

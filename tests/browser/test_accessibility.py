@@ -124,10 +124,8 @@ def test_keyboard_only_flow(page, server, wait_for):
     assert page.errors == []
 
 
-def test_javascript_off(browser, server):
-    context = browser.new_context(java_script_enabled=False)
-    context.add_cookies([{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}])
-    page = context.new_page()
+def test_javascript_off(root_context, server):
+    page = root_context(server, java_script_enabled=False).new_page()
     page.goto(server.url + "/-/llm")
     page.select_option("#model_id", "steady")
     page.click(".system-details summary")
@@ -161,7 +159,6 @@ def test_javascript_off(browser, server):
     suggestion.click()
     page.wait_for_url(conversation_url)
     assert page.locator("#conversation-title h1").inner_text() == chosen
-    context.close()
 
 
 def run_axe(page):
@@ -229,10 +226,8 @@ def test_reload_mid_reply_shows_the_text_once(page, server, start_in_browser, wa
 
 
 @pytest.mark.parametrize("path", ["index", "conversation"])
-def test_narrow_screen(browser, server, path, start_in_browser, screenshot):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
-    context.add_cookies([{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}])
-    page = context.new_page()
+def test_narrow_screen(root_context, server, path, start_in_browser, screenshot):
+    page = root_context(server, viewport={"width": 375, "height": 740}, is_mobile=True).new_page()
     if path == "index":
         page.goto(server.url + "/-/llm")
     else:
@@ -244,4 +239,3 @@ def test_narrow_screen(browser, server, path, start_in_browser, screenshot):
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"{overflow}px of horizontal scrolling"
     screenshot(page, f"narrow-{path}")
-    context.close()

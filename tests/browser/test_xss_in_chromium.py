@@ -8,10 +8,9 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def test_no_dialog_and_no_csp_violation_in_chromium(browser, xss_corpus):
+def test_no_dialog_and_no_csp_violation_in_chromium(root_context, xss_corpus):
     server, conversations = xss_corpus
-    context = browser.new_context()
-    context.add_cookies([{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}])
+    context = root_context(server)
     page = context.new_page()
     dialogs, errors, requests = [], [], []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -34,7 +33,7 @@ def test_no_dialog_and_no_csp_violation_in_chromium(browser, xss_corpus):
     ]
 
 
-def test_a_same_origin_text_response_cannot_run_as_a_script(browser, xss_corpus):
+def test_a_same_origin_text_response_cannot_run_as_a_script(root_context, xss_corpus):
     """`script-src 'self'` allows any same-origin URL: Datasette's CSV of an
     attacker-chosen column name is JavaScript if the browser sniffs it."""
     server, conversations = xss_corpus
@@ -43,9 +42,7 @@ def test_a_same_origin_text_response_cannot_run_as_a_script(browser, xss_corpus)
         response = client.get(gadget)
         assert response.text.startswith("window.gadgetRan=1//")
         assert response.headers["x-content-type-options"] == "nosniff"
-    context = browser.new_context()
-    context.add_cookies([{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}])
-    page = context.new_page()
+    page = root_context(server).new_page()
     page.goto(f"{server.url}/-/llm/{conversations[0]}")
     # as if an injection had put a script element on the page
     page.evaluate(
@@ -58,4 +55,3 @@ def test_a_same_origin_text_response_cannot_run_as_a_script(browser, xss_corpus)
         gadget,
     )
     assert page.evaluate("window.gadgetRan") is None
-    context.close()
