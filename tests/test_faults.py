@@ -114,6 +114,7 @@ def test_stop_keeps_the_partial_text(server, user_dir):
         # a stream of a stopped message ends at once with the stopped message
         final = read_until_final(client, stream_url)
         assert final[-1].name == "done" and "status-stopped" in final[-1].data
+        assert reply_body(final[-1].data) == kept
     # after a restart it is still stopped, with its text
     server.stop()
     server.start()

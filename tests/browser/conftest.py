@@ -31,6 +31,8 @@ needs_chromium = pytest.mark.skipif(
 
 
 def pytest_collection_modifyitems(config, items):
+    """Every test in this directory needs Chromium (the hook is given the
+    whole session's items)."""
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(needs_chromium)
