@@ -12,12 +12,25 @@ import pytest_asyncio
 from datasette.app import Datasette
 
 import llm_test_models
+from helpers import cid_from, stream_url_of_last
+from sse_client import read_until_final
+from xss_payloads import PAYLOADS
 
 HERE = pathlib.Path(__file__).parent
 SECRET = "test-secret-not-for-production"
+THIS_MODULE = sys.modules[__name__]
 
 if not llm.plugins.pm.has_plugin("llm-htmx-test-models"):
     llm.plugins.pm.register(llm_test_models, name="llm-htmx-test-models")
+
+
+def pytest_plugin_registered(plugin, manager):
+    """pytest imports every conftest.py outside a package as the module
+    `conftest`, each replacing the one before in sys.modules: once
+    tests/browser/conftest.py is loaded, make `conftest` this module again,
+    for the code that imports from it (Server, HERE)."""
+    if plugin is not THIS_MODULE and getattr(plugin, "__name__", None) == "conftest":
+        sys.modules["conftest"] = THIS_MODULE
 
 
 @pytest.fixture
@@ -32,24 +45,31 @@ def user_dir(tmp_path, monkeypatch):
     return path
 
 
-def make_datasette(plugin_config=None, config=None):
-    config = dict(config or {})
-    config.setdefault("plugins", {})["datasette-llm-htmx"] = plugin_config or {}
-    ds = Datasette(config=config)
-    ds.root_enabled = True
-    return ds
+@pytest.fixture
+def make_datasette(user_dir):
+    """make_datasette(plugin_config=None, config=None): a Datasette, root
+    enabled, with the plugin configured so, on the test's user directory.
+    ``files`` are databases to attach. Every one made is closed at teardown."""
+    made = []
+
+    def make(plugin_config=None, config=None, *, files=()):
+        config = dict(config or {})
+        config.setdefault("plugins", {})["datasette-llm-htmx"] = plugin_config or {}
+        ds = Datasette([str(path) for path in files], config=config)
+        ds.root_enabled = True
+        made.append(ds)
+        return ds
+
+    yield make
+    for ds in made:
+        ds.close()
 
 
 @pytest_asyncio.fixture
-async def ds(user_dir):
+async def ds(make_datasette):
     ds = make_datasette({"default_model": "steady"})
     await ds.invoke_startup()
-    yield ds
-    ds.close()
-
-
-def cookies_for(ds, actor):
-    return {"ds_actor": ds.client.actor_cookie(actor)}
+    return ds
 
 
 def free_port() -> int:
@@ -138,3 +158,33 @@ def make_server(user_dir):
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def xss_corpus(tmp_path_factory):
+    """One conversation per payload of tests/xss_payloads.py, each payload as
+    prompt, system prompt, title and reply, served by one real server: read
+    as HTML by test_xss.py and in Chromium by browser/test_xss_in_chromium.py.
+    Yields (server, conversation ids in the order of PAYLOADS)."""
+    user_dir = tmp_path_factory.mktemp("xss") / "llm"
+    user_dir.mkdir()
+    server = Server(user_dir, env={"LLM_USER_PATH": str(user_dir)}).start()
+    conversations = []
+    with server.client() as client:
+        for payload in PAYLOADS:
+            cid = cid_from(
+                client.post(
+                    "/-/llm/start",
+                    data={"model_id": "steady", "prompt": payload, "system": payload,
+                          "option_text": payload},
+                )
+            )
+            conversations.append(cid)
+        for cid in conversations:
+            page = client.get(f"/-/llm/{cid}").text
+            read_until_final(client, stream_url_of_last(cid, page))
+        # and each payload as a title, given by renaming
+        for payload, cid in zip(PAYLOADS, conversations):
+            assert client.post(f"/-/llm/{cid}/title", data={"title": payload}).status_code == 303
+    yield server, conversations
+    server.stop()

@@ -1,10 +1,12 @@
-"""What the tests share: ids and URLs found in pages, starting a chat over
-HTTP, reading streams, waiting on conditions, the llm CLI."""
+"""What the tests share: ids and URLs found in pages, cookies, starting a
+chat over HTTP, reading streams, waiting on conditions, the llm CLI, rows as
+llm before 0.32 logged them."""
 
 import asyncio
 import html
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +19,11 @@ HTMX = {"HX-Request": "true"}
 LOCATION = re.compile(r"/-/llm/([0-9a-z]{26})$")
 STREAM_URL = re.compile(r'sse-connect="([^"]+)"')
 MESSAGE_ID = re.compile(r'<article id="m-([0-9a-z]{26})"')
+
+
+def cookies_for(ds, actor):
+    """Cookies that sign ``actor`` in, for requests through ``ds.client``."""
+    return {"ds_actor": ds.client.actor_cookie(actor)}
 
 
 def cid_from(response) -> str:
@@ -98,6 +105,20 @@ def llm_cli(user_dir, *args, input=None):
     return result.stdout
 
 
+def logged_turns(user_dir, cid):
+    """(turn id, response) of each reply of a conversation that llm logged."""
+    conn = sqlite3.connect(user_dir / "logs.db")
+    try:
+        return conn.execute(
+            "select turns.id, turn_search.response from turns"
+            " join turn_search on turn_search.turn_id = turns.id"
+            " where thread_id = ?",
+            [cid],
+        ).fetchall()
+    finally:
+        conn.close()
+
+
 async def wait_for_generations(ds, timeout=10):
     """Wait until every generation started in this process has finished,
     and named its conversation if it was the first."""
@@ -108,3 +129,28 @@ async def wait_for_generations(ds, timeout=10):
     titles = [g.title for g in running if g.title is not None]
     if titles:
         await asyncio.wait_for(asyncio.gather(*titles, return_exceptions=True), timeout)
+
+
+LEGACY_ROWS = [
+    # (id, conversation_id, model, prompt, system, response, datetime_utc)
+    ("01h00000000000000000000001", "01h0000000000000000000000c", "gpt-4o-mini",
+     "legacy question", "legacy system", "legacy **answer**", "2024-05-01T10:00:00"),
+    ("01h00000000000000000000002", "01h0000000000000000000000c", "gpt-4o-mini",
+     "legacy follow-up", None, "second legacy answer", "2024-05-01T10:01:00"),
+]
+
+
+def insert_legacy(conn):
+    """Rows as llm before 0.32 wrote them: conversations and responses."""
+    conn.execute(
+        "insert into conversations (id, name, model) values (?, ?, ?)",
+        ["01h0000000000000000000000c", "legacy question", "gpt-4o-mini"],
+    )
+    for row in LEGACY_ROWS:
+        conn.execute(
+            "insert into responses (id, conversation_id, model, prompt, system, response,"
+            " datetime_utc, options_json, duration_ms, input_tokens, output_tokens)"
+            " values (?, ?, ?, ?, ?, ?, ?, '{}', 1200, 5, 7)",
+            row,
+        )
+    conn.commit()

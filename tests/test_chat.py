@@ -7,23 +7,17 @@ import subprocess
 import sys
 
 import pytest
-from conftest import cookies_for
-from helpers import MESSAGE_ID, cid_from, wait_for_generations
-
-ROOT = {"id": "root"}
-
-
-def llm_cli(user_dir, *args):
-    """Run the real llm CLI against the test's logs.db."""
-    result = subprocess.run(
-        [sys.executable, "-m", "llm", *args],
-        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+from helpers import (
+    MESSAGE_ID,
+    ROOT,
+    cid_from,
+    cookies_for,
+    insert_legacy,
+    llm_cli,
+    start,
+    wait_for_generations,
+)
+from sse_client import read_until_final
 
 
 @pytest.mark.asyncio
@@ -62,9 +56,7 @@ async def test_static_files_are_served(ds):
 
 
 @pytest.mark.asyncio
-async def test_default_model_falls_back_to_llms_default(user_dir):
-    from conftest import make_datasette
-
+async def test_default_model_falls_back_to_llms_default(user_dir, make_datasette):
     llm_cli(user_dir, "models", "default", "echo")
     ds = make_datasette({})
     await ds.invoke_startup()
@@ -127,11 +119,12 @@ async def test_follow_up_keeps_context_llm_echo(ds):
     assert "sse-connect=" in response.text
     assert "second" in response.text
     await wait_for_generations(ds)
-    page = await ds.client.get(f"/-/llm/{cid}", cookies=cookies)
-    # llm-echo reports the earlier responses it was given
-    assert "&#34;previous&#34;: [\n{\n&#34;prompt&#34;: &#34;first&#34;" in page.text.replace(
-        "  ", ""
-    ) or '&quot;previous&quot;: [\n{\n&quot;prompt&quot;: &quot;first&quot;' in page.text.replace("  ", "")
+    # llm-echo replies with JSON of what it was given: the earlier prompt too
+    messages = (await ds.client.get(f"/-/llm/{cid}.json", cookies=cookies)).json()["messages"]
+    assert [m["prompt"] for m in messages] == ["first", "second"]
+    reported = json.loads(messages[1]["response"])
+    assert reported["prompt"] == "second"
+    assert reported["previous"] == [{"prompt": "first"}]
 
 
 @pytest.mark.asyncio
@@ -177,18 +170,8 @@ def test_markdown_reply_is_rendered_and_sanitized(server, user_dir):
         "and <b onclick=\"x()\">bold?</b>"
     )
     with server.client() as client:
-        cid = cid_from(
-            client.post(
-                "/-/llm/start",
-                data={"model_id": "steady", "prompt": "md", "option_text": reply},
-            )
-        )
-        from sse_client import read_until_final
-
-        page = client.get(f"/-/llm/{cid}").text
-        stream_url = _stream_url(page)
-        if stream_url:
-            read_until_final(client, stream_url)
+        cid, stream_url, _ = start(client, prompt="md", option_text=reply, option_delay="")
+        assert read_until_final(client, stream_url)[-1].name == "done"
         html = client.get(f"/-/llm/{cid}").text
     assert "<h1>Heading</h1>" in html
     assert "<li>one</li>" in html and "<ol>" in html
@@ -198,13 +181,6 @@ def test_markdown_reply_is_rendered_and_sanitized(server, user_dir):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert(1)" not in html
     assert "onclick" not in html.split('id="messages"')[1].replace("&lt;b onclick", "")
-
-
-def _stream_url(html):
-    import re
-
-    match = re.search(r'sse-connect="([^"]+)"', html)
-    return match.group(1) if match else None
 
 
 @pytest.mark.asyncio
@@ -240,31 +216,6 @@ async def test_cli_conversations_list_and_open(ds, user_dir):
     await wait_for_generations(ds)
     logs = json.loads(llm_cli(user_dir, "logs", "--cid", threads["cli echo prompt"], "--json"))
     assert [e["prompt"] for e in logs] == ["cli echo prompt", "cli echo follow-up", "from the browser"]
-
-
-LEGACY_ROWS = [
-    # (id, conversation_id, model, prompt, system, response, datetime_utc)
-    ("01h00000000000000000000001", "01h0000000000000000000000c", "gpt-4o-mini",
-     "legacy question", "legacy system", "legacy **answer**", "2024-05-01T10:00:00"),
-    ("01h00000000000000000000002", "01h0000000000000000000000c", "gpt-4o-mini",
-     "legacy follow-up", None, "second legacy answer", "2024-05-01T10:01:00"),
-]
-
-
-def insert_legacy(conn):
-    """Rows as llm before 0.32 wrote them: conversations and responses."""
-    conn.execute(
-        "insert into conversations (id, name, model) values (?, ?, ?)",
-        ["01h0000000000000000000000c", "legacy question", "gpt-4o-mini"],
-    )
-    for row in LEGACY_ROWS:
-        conn.execute(
-            "insert into responses (id, conversation_id, model, prompt, system, response,"
-            " datetime_utc, options_json, duration_ms, input_tokens, output_tokens)"
-            " values (?, ?, ?, ?, ?, ?, ?, '{}', 1200, 5, 7)",
-            row,
-        )
-    conn.commit()
 
 
 @pytest.mark.asyncio

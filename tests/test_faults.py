@@ -5,45 +5,33 @@ import re
 import signal
 import sqlite3
 import threading
-import time
 
-import httpx
-from sse_client import iter_events, read_until_final
-from test_streaming import STREAM, calls, start, streamed_text
-
-
-def wait_until(predicate, timeout=15, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
+from helpers import (
+    HTMX,
+    STREAM_URL,
+    calls,
+    cid_from,
+    logged_turns,
+    read_some,
+    start,
+    streamed_text,
+    wait_until,
+)
+from sse_client import read_until_final
 
 
-def logged_turns(user_dir, cid):
+def unlogged_text(user_dir, mid):
+    """The text so far of a reply, as its process last saved it."""
     conn = sqlite3.connect(user_dir / "logs.db")
     try:
-        return conn.execute(
-            "select turns.id, turn_search.response from turns"
-            " join turn_search on turn_search.turn_id = turns.id"
-            " where thread_id = ?",
-            [cid],
-        ).fetchall()
+        row = conn.execute("select text from unlogged_messages where id = ?", [mid]).fetchone()
     finally:
         conn.close()
+    return row[0] if row else None
 
 
-def read_some(client, url, count):
-    """Read ``count`` events, then drop the connection."""
-    events = []
-    with client.stream("GET", url) as response:
-        for event in iter_events(response):
-            events.append(event)
-            if len(events) >= count:
-                break
-    return events
+def reply_body(html):
+    return re.search(r'<div class="reply-body markdown">(.*?)</div>', html, re.S).group(1)
 
 
 def test_closing_the_tab_does_not_stop_the_reply(server, user_dir):
@@ -100,7 +88,7 @@ def test_page_reload_mid_reply_shows_text_once(server):
         page = client.get(f"/-/llm/{cid}").text
         shown = re.search(r'<div class="stream-text"[^>]*>(.*?)</div>', page, re.S).group(1)
         assert shown.count("token0 ") == 1
-        events = read_until_final(client, STREAM.search(page).group(1))
+        events = read_until_final(client, STREAM_URL.search(page).group(1))
         assert events[0].name == "snapshot"
         assert streamed_text(events).count("token0 ") == 1
 
@@ -110,23 +98,23 @@ def test_stop_keeps_the_partial_text(server, user_dir):
         cid, stream_url, _ = start(client, option_chunks="200", option_delay="0.05")
         events = read_some(client, stream_url, 4)
         mid = stream_url.rsplit("/", 1)[1]
-        response = client.post(
-            f"/-/llm/{cid}/stop/{mid}", headers={"HX-Request": "true"}
-        )
+        response = client.post(f"/-/llm/{cid}/stop/{mid}", headers=HTMX)
         assert response.status_code == 200
         assert "status-stopped" in response.text
         assert "Stopped" in response.text
         assert "sse-connect" not in response.text
         assert 'action="/-/llm/%s/retry/%s"' % (cid, mid) in response.text
-        kept = re.search(r'<div class="reply-body markdown">(.*?)</div>', response.text, re.S).group(1)
+        kept = reply_body(response.text)
         assert "token0" in kept and "token199" not in kept
-        # it stays stopped: the model is not running any more
-        time.sleep(0.5)
+        # it stays stopped: the model is not running any more, and the text
+        # is the text the stop answered with
         page = client.get(f"/-/llm/{cid}").text
         assert "status-stopped" in page and "token199" not in page
+        assert reply_body(page) == kept
         # a stream of a stopped message ends at once with the stopped message
         final = read_until_final(client, stream_url)
         assert final[-1].name == "done" and "status-stopped" in final[-1].data
+        assert reply_body(final[-1].data) == kept
     # after a restart it is still stopped, with its text
     server.stop()
     server.start()
@@ -163,10 +151,10 @@ def test_model_error_shows_text_so_far_and_retry(server, user_dir):
         assert "steady failed after 4 tokens" in page
         # Retry runs the same prompt again, as a new message; options included,
         # so it fails again the same way
-        response = client.post(f"/-/llm/{cid}/retry/{mid}", headers={"HX-Request": "true"})
+        response = client.post(f"/-/llm/{cid}/retry/{mid}", headers=HTMX)
         assert response.status_code == 200
         assert "fail please" in response.text
-        new_url = STREAM.search(response.text).group(1)
+        new_url = STREAM_URL.search(response.text).group(1)
         assert new_url != stream_url
         assert read_until_final(client, new_url)[-1].name == "error"
 
@@ -177,7 +165,9 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
             client, prompt="long one", option_chunks="400", option_delay="0.02"
         )
         read_some(client, stream_url, 4)
-        time.sleep(1.6)  # the text so far is saved about once a second
+        mid = stream_url.rsplit("/", 1)[1]
+        # the text so far is saved about once a second: kill once it has been
+        wait_until(lambda: "token0" in (unlogged_text(user_dir, mid) or ""))
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     server.start()
@@ -187,11 +177,10 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
         assert "Interrupted" in page
         assert "token0" in page  # the partial text survived
         assert "sse-connect" not in page
-        mid = stream_url.rsplit("/", 1)[1]
         response = client.post(f"/-/llm/{cid}/retry/{mid}")
         assert response.status_code == 303
         page = client.get(f"/-/llm/{cid}").text
-        new_url = STREAM.search(page).group(1)
+        new_url = STREAM_URL.search(page).group(1)
         events = read_until_final(client, new_url, timeout=60)
         assert events[-1].name == "done"
         assert "token399" in streamed_text(events)
@@ -200,7 +189,8 @@ def test_kill_mid_reply_then_interrupted_then_retry(server, user_dir):
 
 
 def test_heartbeat_comment_on_an_idle_stream(make_server):
-    server = make_server(env={"LLM_HTMX_TEST_PING_INTERVAL": "0.3"})
+    # a keep-alive every 0.3 s instead of every 15 (see serve.py)
+    server = make_server(env={"LLM_HTMX_TEST_SET": "sse.PING_INTERVAL=0.3"})
     with server.client() as client:
         cid, stream_url, _ = start(client, option_chunks="2", option_delay="1.2")
         events = read_until_final(client, stream_url)
@@ -241,8 +231,7 @@ def test_no_javascript_flow(server):
             "/-/llm/start",
             data={"model_id": "steady", "prompt": "no js", "option_chunks": "20", "option_delay": "0.05"},
         )
-        assert response.status_code == 303
-        cid = response.headers["location"].rsplit("/", 1)[1]
+        cid = cid_from(response)
         page = client.get(f"/-/llm/{cid}").text
         assert f'<noscript><meta http-equiv="refresh" content="2; url=/-/llm/{cid}"></noscript>' in page
         # the text so far is on the page itself

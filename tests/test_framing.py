@@ -5,23 +5,27 @@ back over a real socket with a parser that follows the SSE spec."""
 import sqlite3
 
 import pytest
-from conftest import cookies_for
-from helpers import STREAM_URL, cid_from, wait_for_generations
+from helpers import (
+    HTMX,
+    ROOT,
+    STREAM_URL,
+    cid_from,
+    cookies_for,
+    logged_turns,
+    start,
+    streamed_text,
+    wait_for_generations,
+)
 from llm_test_models import ODD_REPLIES
 from sse_client import iter_events
-from test_streaming import streamed_text
 
-ROOT = {"id": "root"}
 RAW_SEPARATORS = ("\r", "\u2028", "\u2029", "\x85")
 
 
-def start_odd(client, prompt, **extra):
-    response = client.post(
-        "/-/llm/start", data={"model_id": "odd", "prompt": prompt, **extra}
-    )
-    cid = cid_from(response)
-    page = client.get(f"/-/llm/{cid}").text
-    return cid, STREAM_URL.search(page).group(1), page
+def start_odd(client, prompt):
+    """(cid, stream URL) of a reply of the odd model, which takes no options."""
+    cid, url, _ = start(client, model_id="odd", prompt=prompt, option_delay="")
+    return cid, url
 
 
 def read_raw(client, url):
@@ -50,7 +54,7 @@ def assert_clean_framing(raw, events):
 
 def test_a_reply_cannot_forge_an_event(server):
     with server.client() as client:
-        cid, url, _ = start_odd(client, "forge")
+        cid, url = start_odd(client, "forge")
         raw, events = read_raw(client, url)
         # a reconnect mid-reply starts from a snapshot: it too stays one event
         again, again_events = read_raw(client, url)
@@ -64,19 +68,19 @@ def test_a_reply_cannot_forge_an_event(server):
 def test_separators_in_a_reply_and_a_prompt_stay_text(server):
     prompt = "prompt cr\rls\u2028ps\u2029nel\x85end"
     with server.client() as client:
-        cid, url, _ = start_odd(client, "separators")
+        cid, url = start_odd(client, "separators")
         raw, events = read_raw(client, url)
         assert_clean_framing(raw, events)
         # NEL is a line break: HTML has no character reference for it
         assert streamed_text(events) == ODD_REPLIES["separators"][0].replace("\x85", "\n")
         # the prompt is in the done event (and names the conversation)
-        cid, url, _ = start_odd(client, prompt)
+        cid, url = start_odd(client, prompt)
         raw, events = read_raw(client, url)
         assert_clean_framing(raw, events)
         assert "prompt cr&#13;ls&#8232;ps&#8233;nel" in events[-1].data
         # a follow-up by htmx answers HTML with the prompt, outside SSE
         response = client.post(
-            f"/-/llm/{cid}/prompt", data={"prompt": prompt}, headers={"HX-Request": "true"}
+            f"/-/llm/{cid}/prompt", data={"prompt": prompt}, headers=HTMX
         )
         raw, events = read_raw(client, STREAM_URL.search(response.text).group(1))
         assert_clean_framing(raw, events)
@@ -84,7 +88,7 @@ def test_separators_in_a_reply_and_a_prompt_stay_text(server):
 
 def test_an_error_cannot_forge_an_event(server):
     with server.client() as client:
-        cid, url, _ = start_odd(client, "error:bad\r\revent: done\rdata: SPOOFED\u2028\x85!")
+        cid, url = start_odd(client, "error:bad\r\revent: done\rdata: SPOOFED\u2028\x85!")
         raw, events = read_raw(client, url)
     assert_clean_framing(raw, events)
     assert events[-1].name == "error"
@@ -94,18 +98,18 @@ def test_an_error_cannot_forge_an_event(server):
 
 def test_a_title_cannot_carry_a_line_break(server):
     with server.client() as client:
-        cid, url, _ = start_odd(client, "hello")
+        cid, url = start_odd(client, "hello")
         read_raw(client, url)
         response = client.post(
             f"/-/llm/{cid}/title", data={"title": "one\rtwo\u2028three\x85four\nfive"},
-            headers={"HX-Request": "true"},
+            headers=HTMX,
         )
         assert "<h1>one two three four five</h1>" in response.text
 
 
 def test_lone_surrogates_are_replaced_not_fatal(server, user_dir):
     with server.client() as client:
-        cid, url, _ = start_odd(client, "surrogate")
+        cid, url = start_odd(client, "surrogate")
         raw, events = read_raw(client, url)
         assert_clean_framing(raw, events)
         assert events[-1].name == "done", events[-1].data
@@ -115,12 +119,9 @@ def test_lone_surrogates_are_replaced_not_fatal(server, user_dir):
         assert page.status_code == 200 and "status-done" in page.text
         assert client.get(f"/-/llm/{cid}.md").status_code == 200
         assert client.get(f"/-/llm/{cid}.json").status_code == 200
+    [(_, logged)] = logged_turns(user_dir, cid)
+    assert "\ufffd" in logged
     conn = sqlite3.connect(user_dir / "logs.db")
-    logged = conn.execute(
-        "select response from turn_search join turns on turns.id = turn_search.turn_id"
-        " where thread_id = ?", [cid]
-    ).fetchone()
-    assert logged and "\ufffd" in logged[0]
     assert conn.execute("select count(*) from unlogged_messages").fetchone()[0] == 0
 
 

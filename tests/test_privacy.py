@@ -4,9 +4,7 @@ attached to anyone: every surface of it must need llm-view-all."""
 import sqlite3
 
 import pytest
-from conftest import cookies_for, make_datasette
-from datasette.app import Datasette
-from helpers import cid_from, wait_for_generations
+from helpers import cid_from, cookies_for, wait_for_generations
 
 PERMISSIONS = {
     "llm-chat": {"id": ["alice", "root"]},
@@ -53,7 +51,7 @@ async def listed(ds, actor, db_name):
 
 
 @pytest.mark.asyncio
-async def test_the_llm_database_needs_llm_view_all(user_dir):
+async def test_the_llm_database_needs_llm_view_all(make_datasette):
     ds = make_datasette({"default_model": "steady"}, config={"permissions": PERMISSIONS})
     await ds.invoke_startup()
     await seed(ds)
@@ -70,22 +68,20 @@ async def test_the_llm_database_needs_llm_view_all(user_dir):
             if not allowed:
                 assert status == 403, (name, surface, status)
         assert await listed(ds, actor, "llm") == allowed, name
-    ds.close()
 
 
 @pytest.mark.asyncio
-async def test_the_default_config_keeps_it_private_too(user_dir):
+async def test_the_default_config_keeps_it_private_too(make_datasette):
     ds = make_datasette({"default_model": "steady"})
     await ds.invoke_startup()
     await seed(ds, {"id": "root"})
     for surface in SURFACES:
         assert await status_of(ds, None, surface.format(db="llm")) == 403, surface
     assert not await listed(ds, None, "llm")
-    ds.close()
 
 
 @pytest.mark.asyncio
-async def test_a_database_block_in_the_config_opens_it_on_purpose(user_dir):
+async def test_a_database_block_in_the_config_opens_it_on_purpose(make_datasette):
     ds = make_datasette(
         {"default_model": "steady"},
         config={"permissions": PERMISSIONS, "databases": {"llm": {"allow": {"id": "alice"}}}},
@@ -95,28 +91,25 @@ async def test_a_database_block_in_the_config_opens_it_on_purpose(user_dir):
     assert await status_of(ds, {"id": "alice"}, "/llm/parts.json") == 200
     assert await status_of(ds, {"id": "mallory"}, "/llm/parts.json") == 403
     assert await status_of(ds, None, "/llm/parts.json") == 403
-    ds.close()
     opened = make_datasette(
         {"default_model": "steady"},
         config={"databases": {"llm": {"allow": True, "allow_sql": True}}},
     )
     await opened.invoke_startup()
     assert await status_of(opened, None, "/llm/-/query.json?sql=select+1") == 200
-    opened.close()
 
 
 @pytest.mark.asyncio
-async def test_a_logs_db_the_user_attached_is_private_under_its_own_name(user_dir, tmp_path):
+async def test_a_logs_db_the_user_attached_is_private_under_its_own_name(
+    make_datasette, tmp_path
+):
     path = tmp_path / "my-logs.db"
     sqlite3.connect(path).close()  # `datasette my-logs.db` needs the file
-    ds = Datasette(
-        [str(path)],
-        config={
-            "plugins": {"datasette-llm-htmx": {"database_path": str(path), "default_model": "steady"}},
-            "permissions": PERMISSIONS,
-        },
+    ds = make_datasette(
+        {"database_path": str(path), "default_model": "steady"},
+        config={"permissions": PERMISSIONS},
+        files=[path],
     )
-    ds.root_enabled = True
     await ds.invoke_startup()
     # the plugin uses the attached file, and does not attach it twice
     assert "llm" not in ds.databases
@@ -127,4 +120,3 @@ async def test_a_logs_db_the_user_attached_is_private_under_its_own_name(user_di
         assert status == 403, (surface, status)
         status = await status_of(ds, {"id": "viewer"}, surface.format(db="my-logs"))
         assert status == 200, (surface, status)
-    ds.close()

@@ -7,15 +7,23 @@ import sqlite3
 
 import pytest
 import pytest_asyncio
-from conftest import cookies_for, make_datasette
-from helpers import MESSAGE_ID, cid_from, wait_for_generations
-from test_chat import insert_legacy, llm_cli
-
-ROOT = {"id": "root"}
-HTMX = {"HX-Request": "true"}
+import helpers
+from helpers import (
+    HTMX,
+    MESSAGE_ID,
+    ROOT,
+    STREAM_URL,
+    cid_from,
+    cookies_for,
+    insert_legacy,
+    llm_cli,
+    wait_for_generations,
+)
+from sse_client import read_until_final
 
 
 async def start(ds, actor=ROOT, **data):
+    """Start a conversation in process and wait for its reply and title."""
     response = await ds.client.post(
         "/-/llm/start",
         data={"model_id": "steady", "prompt": "Hello", **data},
@@ -54,7 +62,7 @@ async def test_first_reply_names_the_conversation(ds, user_dir):
 
 
 @pytest.mark.asyncio
-async def test_title_model_false_keeps_llms_name(user_dir):
+async def test_title_model_false_keeps_llms_name(make_datasette):
     ds = make_datasette({"default_model": "steady", "title_model": False})
     await ds.invoke_startup()
     cid = await start(ds, prompt="A prompt that is rather longer than thirty-two characters")
@@ -62,7 +70,7 @@ async def test_title_model_false_keeps_llms_name(user_dir):
 
 
 @pytest.mark.asyncio
-async def test_title_model_setting_names_with_that_model(user_dir):
+async def test_title_model_setting_names_with_that_model(make_datasette):
     ds = make_datasette({"default_model": "steady", "title_model": "steady-sync"})
     await ds.invoke_startup()
     cid = await start(ds, model_id="markov", prompt="a b c d", option_length="3", option_delay="0")
@@ -70,11 +78,8 @@ async def test_title_model_setting_names_with_that_model(user_dir):
 
 
 def test_the_title_follows_the_done_event(server):
-    from sse_client import read_until_final
-    from test_streaming import start as start_streaming
-
     with server.client() as client:
-        cid, stream_url, _ = start_streaming(client, prompt="Name me", option_chunks="4")
+        cid, stream_url, _ = helpers.start(client, prompt="Name me", option_chunks="4")
         events = read_until_final(client, stream_url)
         done = events[-1].data
         # the first reply's done event asks for the title, out of band
@@ -84,7 +89,7 @@ def test_the_title_follows_the_done_event(server):
         assert "<h1>Re: Name me</h1>" in title.text
         # a follow-up's done event does not
         response = client.post(f"/-/llm/{cid}/prompt", data={"prompt": "more"}, headers=HTMX)
-        follow = read_until_final(client, re.search(r'sse-connect="([^"]+)"', response.text).group(1))
+        follow = read_until_final(client, STREAM_URL.search(response.text).group(1))
         assert "title-update" not in follow[-1].data
 
 
@@ -149,11 +154,10 @@ async def test_rename_a_legacy_conversation(ds):
 
 
 @pytest_asyncio.fixture
-async def short_cut(user_dir):
+async def short_cut(make_datasette):
     ds = make_datasette({"default_model": "steady", "truncate_prompt_chars": 20})
     await ds.invoke_startup()
-    yield ds
-    ds.close()
+    return ds
 
 
 @pytest.mark.asyncio
@@ -233,7 +237,7 @@ async def test_search_by_prompt_and_reply_across_both_schemas(ds):
 
 
 @pytest.mark.asyncio
-async def test_search_respects_ownership(user_dir):
+async def test_search_respects_ownership(make_datasette):
     ds = make_datasette(
         {"default_model": "steady"},
         config={"permissions": {"llm-chat": {"id": ["alice", "bob"]}}},
@@ -320,7 +324,7 @@ async def test_exports_round_trip_the_text(ds):
 
 
 @pytest.mark.asyncio
-async def test_exports_follow_permissions(user_dir):
+async def test_exports_follow_permissions(make_datasette):
     ds = make_datasette({"default_model": "steady"}, config={"permissions": {"llm-chat": {"id": ["alice", "bob"]}}})
     await ds.invoke_startup()
     cid = await start(ds, actor={"id": "alice"})

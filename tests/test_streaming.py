@@ -1,52 +1,18 @@
 """Streaming over a real socket, against `datasette serve` in a subprocess."""
 
-import html
 import json
-import re
 import sqlite3
-import threading
-import time
+import zlib
 
-import httpx
-import pytest
-from helpers import cid_from
-from sse_client import iter_events, read_until_final
-
-STREAM = re.compile(r'sse-connect="(/-/llm/[0-9a-z]{26}/stream/[0-9a-z]{26})"')
-
-
-def start(client, **fields):
-    # a small delay per token keeps the reply streaming while the page loads
-    data = {"model_id": "steady", "prompt": "Hello", "option_delay": "0.02", **fields}
-    response = client.post("/-/llm/start", data=data)
-    cid = cid_from(response)
-    page = client.get(f"/-/llm/{cid}")
-    assert page.status_code == 200
-    match = STREAM.search(page.text)
-    return cid, (match.group(1) if match else None), page
-
-
-def streamed_text(events):
-    """The reply text a browser ends up with: the last snapshot, then tokens."""
-    text = ""
-    for event in events:
-        if event.name == "snapshot":
-            inner = re.sub(r"^<div[^>]*>|</div>$", "", event.data)
-            text = html.unescape(inner)
-        elif event.name == "token":
-            text += html.unescape(event.data)
-    return text
-
-
-def calls(user_dir):
-    path = user_dir.parent / "calls.txt"
-    return path.read_text().splitlines() if path.exists() else []
+from helpers import HTMX, STREAM_URL, llm_cli, start, streamed_text
+from sse_client import read_until_final
 
 
 def test_stream_snapshot_tokens_done(server, user_dir):
     with server.client() as client:
         cid, stream_url, page = start(client, option_chunks="8", option_delay="0.05")
-        assert stream_url, page.text
+        # the page follows the reply while it streams
+        assert f'sse-connect="{stream_url}"' in page.text, page.text
         assert 'hx-ext="sse"' in page.text
         events = read_until_final(client, stream_url)
         names = [e.name for e in events if e.name != "comment"]
@@ -113,11 +79,10 @@ def test_follow_up_by_htmx_streams_and_keeps_context(server):
         cid, stream_url, _ = start(client, prompt="first question")
         read_until_final(client, stream_url)
         response = client.post(
-            f"/-/llm/{cid}/prompt", data={"prompt": "second question"},
-            headers={"HX-Request": "true"},
+            f"/-/llm/{cid}/prompt", data={"prompt": "second question"}, headers=HTMX
         )
         assert response.status_code == 200
-        follow_url = STREAM.search(response.text).group(1)
+        follow_url = STREAM_URL.search(response.text).group(1)
         events = read_until_final(client, follow_url)
         assert "Earlier prompts: first question" in streamed_text(events)
 
@@ -130,9 +95,10 @@ def test_context_survives_a_restart(make_server, user_dir):
     first.stop()
     second = make_server()
     with second.client() as client:
-        response = client.post(f"/-/llm/{cid}/prompt", data={"prompt": "what was the word?"},
-                               headers={"HX-Request": "true"})
-        events = read_until_final(client, STREAM.search(response.text).group(1))
+        response = client.post(
+            f"/-/llm/{cid}/prompt", data={"prompt": "what was the word?"}, headers=HTMX
+        )
+        events = read_until_final(client, STREAM_URL.search(response.text).group(1))
     text = streamed_text(events)
     assert "Earlier prompts: remember the word tangerine" in text
     assert "System: Be terse" in text
@@ -140,36 +106,18 @@ def test_context_survives_a_restart(make_server, user_dir):
 
 def test_logged_reply_continues_with_llm_chat_cid(server, user_dir):
     """The conversation is llm's: `llm logs --cid` shows it."""
-    import os
-    import subprocess
-    import sys
-
     with server.client() as client:
         cid, stream_url, _ = start(
             client, model_id="echo", prompt="browser prompt", option_delay=""
         )
-        if stream_url:
-            read_until_final(client, stream_url)
-    out = subprocess.run(
-        [sys.executable, "-m", "llm", "logs", "--cid", cid],
-        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
-        capture_output=True, text=True, check=True,
-    ).stdout
+        assert read_until_final(client, stream_url)[-1].name == "done"
+    out = llm_cli(user_dir, "logs", "--cid", cid)
     assert "browser prompt" in out
     assert f"conversation: {cid}" in out
-    out = subprocess.run(
-        [sys.executable, "-m", "llm", "-m", "echo", "--cid", cid, "from the cli"],
-        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
-        capture_output=True, text=True, check=True,
-    ).stdout
+    out = llm_cli(user_dir, "-m", "echo", "--cid", cid, "from the cli")
     assert json.loads(out)["prompt"] == "from the cli"
     # and the interactive `llm chat --cid` continues it too
-    out = subprocess.run(
-        [sys.executable, "-m", "llm", "chat", "--cid", cid],
-        input="from llm chat\nquit\n",
-        env={**os.environ, "LLM_USER_PATH": str(user_dir)},
-        capture_output=True, text=True, check=True,
-    ).stdout
+    out = llm_cli(user_dir, "chat", "--cid", cid, input="from llm chat\nquit\n")
     assert '"prompt": "from llm chat"' in out
     with server.client() as client:
         page = client.get(f"/-/llm/{cid}").text
@@ -178,8 +126,6 @@ def test_logged_reply_continues_with_llm_chat_cid(server, user_dir):
 
 
 def test_stream_is_gzipped_for_clients_that_accept_it(server):
-    import zlib
-
     with server.client() as client:
         cid, stream_url, _ = start(client, option_chunks="20", option_delay="0.02")
         with client.stream("GET", stream_url, headers={"Accept-Encoding": "gzip"}) as response:
@@ -192,6 +138,7 @@ def test_stream_is_gzipped_for_clients_that_accept_it(server):
                 if b"event: done" in text:
                     break
         assert text.startswith(b"retry: 1000\n\nid: ")
+        assert b"event: done" in text
         with client.stream("GET", stream_url, headers={"Accept-Encoding": "identity"}) as response:
             assert "content-encoding" not in response.headers
             assert response.read().startswith(b"retry: 1000")

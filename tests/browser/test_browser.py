@@ -1,94 +1,19 @@
 """In a real Chromium, through Playwright, against a real server."""
 
-import os
-import pathlib
 import re
+import subprocess
 
 import pytest
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = pathlib.Path(__file__).parent / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
     # One run in many of the full suite timed out once, unexplained so far:
     # a second try keeps CI honest about real failures while that is found.
     pytest.mark.flaky(reruns=1),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-        reason="Debian's chromium is not installed (apt-get install chromium)",
-    ),
-]
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
-    context.add_cookies(
-        [{"name": "ds_actor", "value": server.root_cookies["ds_actor"], "url": server.url}]
-    )
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.on(
-        "console",
-        lambda message: page.errors.append(message.text) if message.type == "error" else None,
-    )
-    yield page
-    context.close()
-
-
-def screenshot(page, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def wait_for(page, expression, timeout=15):
-    """Poll a JS expression from outside the page: the pages' CSP forbids the
-    eval that Playwright's wait_for_function uses inside the page."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if page.evaluate(expression):
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError(f"timed out waiting for {expression}")
-
-
-def add_option(page, name, value):
-    """The start form sends model options as option_<name> fields."""
-    page.evaluate(
-        """([name, value]) => {
-            const input = document.createElement("input");
-            input.type = "hidden"; input.name = name; input.value = value;
-            document.getElementById("chat-form").appendChild(input);
-        }""",
-        [name, value],
-    )
-
-
-def test_send_streams_then_renders_markdown(page, server):
+def test_send_streams_then_renders_markdown(page, server, add_option, wait_for, screenshot):
     page.goto(server.url + "/-/llm")
     page.select_option("#model_id", "steady")
     reply = "Here is a list:\n\n- alpha\n- beta\n\n```\ncode here\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
@@ -145,7 +70,7 @@ def test_follow_up_clears_textarea_and_keeps_focus(page, server):
     assert page.errors == []
 
 
-def test_index_screenshot(page, server):
+def test_index_screenshot(page, server, screenshot):
     with server.client() as client:
         for prompt in ("What is a database index?", "Write a haiku about SQLite"):
             client.post("/-/llm/start", data={"model_id": "steady", "prompt": prompt})
@@ -156,20 +81,7 @@ def test_index_screenshot(page, server):
     assert page.errors == []
 
 
-def start_in_browser(page, server, prompt, system=None, **options):
-    page.goto(server.url + "/-/llm")
-    page.select_option("#model_id", "steady")
-    if system:
-        page.click(".system-details summary")
-        page.fill("#system", system)
-    for name, value in options.items():
-        add_option(page, f"option_{name}", str(value))
-    page.fill("#prompt", prompt)
-    page.press("#prompt", "Control+Enter")
-    page.wait_for_url(re.compile(r"/-/llm/[0-9a-z]{26}$"))
-
-
-def test_stop_button_keeps_partial_and_offers_retry(page, server):
+def test_stop_button_keeps_partial_and_offers_retry(page, server, start_in_browser, wait_for):
     # 200 chunks at 20 ms: time to press Stop, and a retry that ends in 4 s
     start_in_browser(page, server, "Stop me", chunks=200, delay=0.02)
     wait_for(page, "document.querySelector('.stream-text').textContent.includes('token3')")
@@ -186,7 +98,7 @@ def test_stop_button_keeps_partial_and_offers_retry(page, server):
     assert page.errors == []
 
 
-def test_error_shows_beside_the_form_and_keeps_the_text(page, server):
+def test_error_shows_beside_the_form_and_keeps_the_text(page, server, start_in_browser):
     start_in_browser(page, server, "First")
     page.locator("article.status-done").wait_for()
     page.fill("#prompt", "x" * 10)
@@ -206,9 +118,7 @@ def test_error_shows_beside_the_form_and_keeps_the_text(page, server):
     assert page.evaluate("document.activeElement.id") == "prompt"
 
 
-def test_print_to_pdf_is_a_clean_transcript(page, server, tmp_path):
-    import subprocess
-
+def test_print_to_pdf_is_a_clean_transcript(page, server, tmp_path, start_in_browser, artifacts):
     long_line = "x = '" + "a" * 150 + "'  # END_OF_LONG_LINE"
     reply = (
         "A reply with a [link](https://example.com/docs) and code:\n\n"
@@ -221,8 +131,7 @@ def test_print_to_pdf_is_a_clean_transcript(page, server, tmp_path):
     page.locator("article.status-done").nth(1).wait_for()
     pdf = tmp_path / "conversation.pdf"
     page.pdf(path=str(pdf), format="A4")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "conversation.pdf").write_bytes(pdf.read_bytes())
+    (artifacts / "conversation.pdf").write_bytes(pdf.read_bytes())
     text = subprocess.run(
         ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
@@ -240,7 +149,7 @@ def test_print_to_pdf_is_a_clean_transcript(page, server, tmp_path):
         assert unwanted not in text, unwanted
 
 
-def test_new_title_appears_without_a_reload(page, server):
+def test_new_title_appears_without_a_reload(page, server, start_in_browser):
     start_in_browser(page, server, "Name this chat", chunks=10, delay=0.1)
     assert page.locator("#conversation-title h1").inner_text() == "Name this chat"
     page.locator("article.status-done").wait_for()
