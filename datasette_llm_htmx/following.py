@@ -8,6 +8,7 @@ stops a model. How each step is drawn is the stream view's business.
 """
 
 import asyncio
+from itertools import islice
 from dataclasses import dataclass
 
 from .store import conversations
@@ -20,7 +21,23 @@ MAX_DELTA_CHARS = 64 * 1024  # a stream that fell behind catches up in pieces
 
 @dataclass
 class Snapshot:
-    text: str
+    """The text so far: the first ``upto`` of a reply's chunks (not joined,
+    not copied: each stream of a long reply would otherwise hold its own)."""
+
+    all_chunks: list[str]
+    upto: int
+
+    @property
+    def chunks(self):
+        return islice(self.all_chunks, self.upto)
+
+    @property
+    def length(self) -> int:
+        return sum(map(len, self.chunks))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
 
 
 @dataclass
@@ -48,8 +65,10 @@ async def follow(registry, db, cid: str, mid: str, stop: asyncio.Event):
 
 async def _follow_here(generation):
     sent = len(generation.chunks)
-    covered = sum(map(len, generation.chunks[:sent]))
-    yield Snapshot("".join(generation.chunks[:sent]))
+    snapshot = Snapshot(generation.chunks, sent)
+    covered = snapshot.length
+    yield snapshot
+    del snapshot
     while True:
         chunks = generation.chunks
         if len(chunks) > sent:
@@ -82,7 +101,7 @@ async def _follow_stored(registry, db, cid, mid, stop):
             return
         registry.settle(message)
         if sent is None:
-            yield Snapshot(message.text)
+            yield Snapshot([message.text], 1)
             sent = len(message.text)
         elif len(message.text) > sent:
             yield Delta(message.text[sent:], len(message.text))

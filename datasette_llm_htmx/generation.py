@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from . import liveness, rendering, titles
+from . import liveness, memory, titles
 from .catalog import resolve_model
 from .config import settings
 from .errors import ShownError
@@ -258,6 +258,8 @@ class Generations:
             await self._save_final(generation)
         generation.saved = True
         self._forget_later(generation)
+        if generation.length > memory.WORTH_IT:
+            memory.trim_soon()
 
     async def _generate(self, generation: Generation) -> tuple[str, str | None]:
         """Run the model until it ends, fails, is stopped or times out.

@@ -112,3 +112,32 @@ CLEAR_FORM_ERROR = Markup('<div id="form-error" hx-swap-oob="innerHTML"></div>')
 
 def streaming_text(datasette, text: str) -> Markup:
     return render_partial(datasette, "_streaming_text.html", text=text)
+
+
+# Where a partial's long content goes when it is sent in pieces: the partial
+# is drawn around this marker, and split at it.
+MARKER = Markup("\x00llm-htmx-content\x00")
+
+
+def around(html: str) -> tuple[str, str]:
+    """(before, after) the marker in a partial drawn with it."""
+    before, _, after = html.partition(MARKER)
+    return before, after
+
+
+def streaming_text_around(datasette) -> tuple[str, str]:
+    return around(render_partial(datasette, "_streaming_text.html", text=MARKER))
+
+
+def message_around(datasette, request, message, can_write: bool) -> tuple[str, str]:
+    """A finished message drawn around its reply's HTML."""
+    return around(
+        render_partial(
+            datasette,
+            "_message.html",
+            request=request,
+            message=message,
+            body=MARKER,
+            **message_context(datasette, message.conversation_id, can_write),
+        )
+    )

@@ -78,12 +78,13 @@ _cleaner = bleach.Cleaner(
 
 def markdown_to_html(text: str) -> Markup:
     """Sanitized HTML for a reply's markdown (from the cache when a page
-    rendered it ahead, off the event loop)."""
+    rendered it ahead, off the event loop). The cache holds the Markup
+    itself: wrapping a str in Markup copies it, once per page or stream."""
     key = _key(text)
     html = _cache.get(key)
     if html is None:
-        html = _cache.put(key, _render(text))
-    return Markup(html)
+        html = _cache.put(key, Markup(_render(text)))
+    return html
 
 
 def _render(text: str) -> str:
@@ -195,17 +196,17 @@ class ByteBoundCache:
     def __init__(self, limit_bytes: int):
         self.limit = limit_bytes
         self.size = 0
-        self._items: OrderedDict[bytes, str] = OrderedDict()
+        self._items: OrderedDict[bytes, Markup] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> str | None:
+    def get(self, key: bytes) -> Markup | None:
         with self._lock:
             html = self._items.get(key)
             if html is not None:
                 self._items.move_to_end(key)
             return html
 
-    def put(self, key: bytes, html: str) -> str:
+    def put(self, key: bytes, html: Markup) -> Markup:
         with self._lock:
             if key not in self._items:
                 self._items[key] = html
@@ -261,7 +262,7 @@ async def render_ahead(texts) -> None:
 
 def _render_into_cache(texts: dict[bytes, str]) -> None:
     for key, text in texts.items():
-        _cache.put(key, _render(text))
+        _cache.put(key, Markup(_render(text)))
 
 
 def format_time(timestamp: str | None) -> str:

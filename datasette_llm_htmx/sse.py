@@ -2,7 +2,10 @@
 noticing the client leave. Transport only: it knows nothing of messages.
 
 ``serve(send, receive, events)`` sends the response: the events an async
-iterator yields, a ping comment when the line has been quiet, and it ends
+iterator yields (bytes, or an event in pieces of bytes: each piece is
+written once the client has taken the last, so a client that stops
+reading holds up one piece, never a whole reply), a ping comment when the
+line has been quiet, and it ends
 the moment the iterator ends or the client goes away, whichever is first
 (then the iterator is closed, wherever it was waiting).
 """
@@ -40,15 +43,21 @@ def escape_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def event_pieces(name: str, pieces, id: int | None = None):
+    """One event, framed safely whatever made its payload, as bytes in
+    pieces: the only function that frames an event. Each line of the
+    payload gets its own ``data:``; a long payload (a whole reply) goes in
+    the pieces it came in, so a stream never holds more than one of them."""
+    head = f"id: {int(id)}\n" if id is not None else ""
+    yield utf8(f"{head}event: {name}\ndata: ")
+    for piece in pieces:
+        yield utf8(piece.translate(FRAMING).replace("\n", "\ndata: "))
+    yield b"\n\n"
+
+
 def event(name: str, data: str, id: int | None = None) -> bytes:
-    """One event, framed safely whatever made ``data``: the only function
-    that writes one. Each line of the payload gets its own ``data:``."""
-    lines = []
-    if id is not None:
-        lines.append(f"id: {int(id)}")
-    lines.append(f"event: {name}")
-    lines.extend("data: " + line for line in data.translate(FRAMING).split("\n"))
-    return utf8("\n".join(lines) + "\n\n")
+    """A short event, in one piece."""
+    return b"".join(event_pieces(name, [data], id))
 
 
 def utf8(text: str) -> bytes:
@@ -83,6 +92,7 @@ class _Writer:
         self._compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + 13, 6) if gzip else None
         self._lock = asyncio.Lock()
         self.last_write = 0.0
+        self.sent = 0  # bytes of events, before gzip
 
     async def start(self):
         headers = list(HEADERS)
@@ -93,6 +103,7 @@ class _Writer:
 
     async def write(self, data: bytes, more: bool = True):
         async with self._lock:
+            self.sent += len(data)
             if self._compressor:
                 data = self._compressor.compress(data) + self._compressor.flush(
                     zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH
@@ -101,8 +112,9 @@ class _Writer:
             self.last_write = asyncio.get_running_loop().time()
 
 
-async def serve(send, receive, events, *, gzip: bool = False, ping_interval: float | None = None):
-    """Send ``events`` (an async iterator of framed bytes) as the response."""
+async def serve(send, receive, events, *, gzip: bool = False, ping_interval: float | None = None) -> int:
+    """Send ``events`` (an async iterator of framed bytes) as the response;
+    return how many bytes of events were sent."""
     ping_interval = ping_interval or PING_INTERVAL
     writer = _Writer(send, gzip)
     await writer.start()
@@ -110,7 +122,11 @@ async def serve(send, receive, events, *, gzip: bool = False, ping_interval: flo
     async def pump():
         async with contextlib.aclosing(events):
             async for data in events:
-                await writer.write(data)
+                if isinstance(data, bytes):
+                    await writer.write(data)
+                else:  # an event in pieces: each waits for the client
+                    for piece in data:
+                        await writer.write(piece)
 
     async def ping():
         loop = asyncio.get_running_loop()
@@ -134,7 +150,7 @@ async def serve(send, receive, events, *, gzip: bool = False, ping_interval: flo
         await asyncio.gather(*tasks, return_exceptions=True)
     pumped = tasks[0]
     if pumped not in done or pumped.cancelled():
-        return  # the client left
+        return writer.sent  # the client left
     if pumped.exception() is None:
         with contextlib.suppress(OSError, RuntimeError):
             await writer.write(b"", more=False)
@@ -142,3 +158,4 @@ async def serve(send, receive, events, *, gzip: bool = False, ping_interval: flo
         # The response has started: there is no error page to send any
         # more. The browser reconnects and gets a fresh snapshot.
         logger.error("Event stream failed", exc_info=pumped.exception())
+    return writer.sent

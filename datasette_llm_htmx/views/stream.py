@@ -7,12 +7,14 @@ number of characters of reply text it covers. Following the reply is
 following.py's job; sending the events is sse.py's; drawing them is here.
 """
 
+from itertools import chain
+
 from datasette import Response
 
-from .. import partials, permissions, sse
+from .. import memory, partials, permissions, sse
 from ..following import Delta, Final, Snapshot, follow
 from ..generation import generations
-from ..rendering import render_ahead
+from ..rendering import markdown_to_html, render_ahead
 from ..store.database import llm_database
 from .common import find_message, load_readable
 
@@ -32,36 +34,66 @@ async def stream(request, datasette, send, receive):
         find_message(conversation, mid)
     can_write = await permissions.can_write(datasette, request.actor, conversation)
     steps = follow(registry, llm_database(datasette), conversation.id, mid, registry.shutting_down)
-    await sse.serve(
+    sent = await sse.serve(
         send,
         receive,
         _events(datasette, request, steps, can_write),
         gzip=sse.accepts_gzip(request.headers),
     )
+    if sent > memory.WORTH_IT:
+        memory.trim_soon()
     return None
 
 
+SLICE = 64 * 1024  # characters of a long payload sent at a time
+
+
+def _slices(text: str, transform=lambda piece: piece):
+    """A long text a slice at a time, made as the client takes them."""
+    for start in range(0, len(text), SLICE):
+        yield transform(text[start : start + SLICE])
+
+
+def _gathered(chunks, transform):
+    """Chunks joined into slices of about SLICE characters, as the client
+    takes them."""
+    batch, size = [], 0
+    for chunk in chunks:
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= SLICE:
+            yield from _slices("".join(batch), transform)
+            batch, size = [], 0
+    if batch:
+        yield from _slices("".join(batch), transform)
+
+
 async def _events(datasette, request, steps, can_write):
-    covered = 0
     async for step in steps:
         if isinstance(step, Snapshot):
-            covered = len(step.text)
-            html = partials.streaming_text(datasette, step.text)
-            yield sse.event("snapshot", html, id=covered)
+            before, after = partials.streaming_text_around(datasette)
+            yield sse.event_pieces(
+                "snapshot",
+                chain([before], _gathered(step.chunks, sse.escape_text), [after]),
+                id=step.length,
+            )
         elif isinstance(step, Delta):
-            covered = step.covered
-            yield sse.event("token", sse.escape_text(step.text), id=covered)
+            yield sse.event("token", sse.escape_text(step.text), id=step.covered)
         elif isinstance(step, Final):
-            yield sse.event(*await _final(datasette, request, step, can_write))
+            yield await _final(datasette, request, step, can_write)
 
 
 async def _final(datasette, request, step: Final, can_write: bool):
+    """The finished message, drawn around its reply's HTML, which is
+    rendered once (off the event loop) and sent in slices of the cached
+    copy: ten streams of a long reply do not make ten copies of it."""
     message = step.message
-    await render_ahead([message.text])  # off the event loop, once for all streams
-    html = partials.message(datasette, request, message, can_write)
-    html += partials.chat_status(datasette, request, message.status)
+    await render_ahead([message.text])
+    before, after = partials.message_around(datasette, request, message, can_write)
+    after += partials.chat_status(datasette, request, message.status)
     if step.names_conversation and can_write:
         # the first reply: its title follows, swapped in when it is ready
-        html += "\n" + partials.title_update(datasette, request, message.conversation_id)
+        after += "\n" + partials.title_update(datasette, request, message.conversation_id)
+    body = markdown_to_html(message.text)
     name = "error" if message.status == "failed" else "done"
-    return name, html, len(message.text)
+    return sse.event_pieces(name, chain([before], _slices(body), [after]), id=len(message.text))
