@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = pathlib.Path(__file__).parent
@@ -48,10 +47,12 @@ def cli_while_streaming(runs: int, streams: int, extra_args=()) -> dict:
         cids = []
         try:
             with server.client() as client:
+                # the replies stream for as long as the CLI runs (about 0.6 s each)
+                chunks = str(int(runs * 0.6 / 0.005))
                 for i in range(streams):
                     response = client.post("/-/llm/start", data={
                         "model_id": "steady", "prompt": f"server {i}",
-                        "option_chunks": "4000", "option_delay": "0.005",
+                        "option_chunks": chunks, "option_delay": "0.005",
                     })
                     cids.append(response.headers["location"].rsplit("/", 1)[1])
             failures, errors = 0, []
@@ -66,7 +67,7 @@ def cli_while_streaming(runs: int, streams: int, extra_args=()) -> dict:
                     errors.append(result.stderr.strip().splitlines()[-1:])
             cli_seconds = time.monotonic() - started
             # let the server finish its replies
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 300
             conn = sqlite3.connect(user_dir / "logs.db")
             while time.monotonic() < deadline:
                 done = conn.execute(

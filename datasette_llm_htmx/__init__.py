@@ -11,7 +11,7 @@ from datasette import hookimpl
 
 from . import csp, permissions, rendering, routes
 from .config import settings
-from .generation import generations
+from .generations import generations
 from .rendering import format_time, markdown_to_html
 from .store import database
 

@@ -1,53 +1,24 @@
-"""Generation belongs to the server, not to a connection.
+"""One reply being generated: its text so far, its followers, and the
+run of its model, which ends when the model does, fails, is stopped or
+times out.
 
-A POST starts a Generation: the model runs in a task of this process, and
-streams only watch it (following.py). However many come and go, the model
-runs once; only Stop, a timeout or shutdown end it early. The text so far
-is saved about once a second, so a reload, another worker process or a
-restart after a crash can still show it; a finished reply is logged with
-llm's own ``log_to_db``.
-
-Whatever the model or the database does, the end of a generation is
-reached and told to every stream: the model task is never awaited past a
-stop or a timeout (a model may ignore cancellation), and the last save
-retries until it lands.
+Whatever the model does, the run ends when it is told to: the model task
+is never awaited past a stop or a timeout (a model may ignore
+cancellation), and chunks it sends after that are dropped.
 """
 
 import asyncio
 import contextlib
-import logging
-import os
-import signal
 import threading
 import time
+from dataclasses import replace
 
-from . import liveness, memory, titles
-from .catalog import resolve_model
-from .config import settings
-from .errors import ShownError
 from .safe_text import valid_text
-from .store import conversations as stored_conversations
-from .store import llm_logs, unlogged
-from .store.database import llm_database, write_until_done, write_within
 from .store.records import Message
-from .sync_bridge import batches_from_thread, threads_alive
+from .sync_bridge import batches_from_thread
 
-logger = logging.getLogger(__name__)
-
-SAVE_INTERVAL = 1.0  # seconds between saves of the text so far
-START_WAIT = 8.0  # seconds a start waits for another process's write lock
-LOG_WAIT = 10.0  # ... and the logging of a finished reply
-KEEP_FINISHED = 120.0  # seconds a saved, finished generation still answers streams
 YIELD_EVERY = 0.001  # a model that never awaits still lets the loop run
 CHECK_EVERY = 16
-MAX_SYNC_THREADS = 32  # sync model threads still finishing a chunk after a stop
-CONVERSATIONS_KEPT = 64
-CONVERSATION_KEPT_UP_TO = 200_000  # characters of a reply whose conversation stays cached
-SHUTDOWN_GRACE = 5.0  # seconds the process waits at exit for models that ignore a stop
-
-
-class TooBusy(ShownError):
-    status = 429
 
 
 class Generation:
@@ -123,408 +94,88 @@ class Generation:
 
     def current(self) -> Message:
         """A copy of the message as it stands, with the text so far."""
-        from dataclasses import replace
-
         return replace(self.message, text=self.text())
 
 
-class Generations:
-    """The generations of this process, for one Datasette instance."""
 
-    def __init__(self, datasette):
-        self.datasette = datasette
-        self.running: dict[str, Generation] = {}
-        self.conversations: dict[str, object] = {}
-        self.shutting_down = asyncio.Event()
-        self._saver: asyncio.Task | None = None
-        self._worker_registered = False
-        # model tasks told to stop that have not (a model can ignore it)
-        self.detached: set[asyncio.Task] = set()
-        self._watching = False
-
-    @property
-    def db(self):
-        return llm_database(self.datasette)
-
-    def in_flight(self) -> list[Generation]:
-        return [g for g in self.running.values() if not g.finished]
-
-    # Starting
-
-    async def start(self, message: Message, *, actor_id, new_conversation: bool) -> Generation:
-        """Record the message and start generating its reply. Raises a
-        ShownError (the prompt is kept) if it cannot start now."""
-        self._check_capacity(actor_id)
-        self.watch_for_shutdown()
-        model, is_async = resolve_model(message.model_id)
-        conversation = await self._conversation(message.conversation_id, model, is_async)
-        response = conversation.prompt(
-            message.prompt, system=message.system, options=message.options
-        )
-        response.id = message.id  # the logged response keeps the message's id
-        message.status = "pending"
-        message.worker = liveness.THIS_WORKER.id
-        generation = Generation(message, actor_id, response, is_async)
-        generation.name_conversation = new_conversation
-        # The model starts while the record is written, so the first token
-        # does not wait for the disk; if the record cannot be written in
-        # time, the model is stopped and the user told.
-        self.running[message.id] = generation
-        generation.task = asyncio.create_task(self._run(generation))
-        register = not self._worker_registered
-
-        def record(conn):
-            if register:
-                unlogged.register_worker(conn, liveness.THIS_WORKER)
-            unlogged.record_start(conn, message, actor_id, new_conversation)
-
-        try:
-            await write_within(self.db, record, START_WAIT)
-        except BaseException:
-            generation.stop_event.set()
-            generation.end("failed", "not recorded")
-            generation.saved = True  # nothing of it reached the database
-            self._forget(generation)
-            raise
-        self._worker_registered = True
-        generation.recorded = True
-        self._ensure_saver()
-        return generation
-
-    def _check_capacity(self, actor_id) -> None:
-        if self.shutting_down.is_set():
-            raise ShownError("The server is restarting. Please send again in a moment.", 503)
-        limit = settings(self.datasette).max_generations_per_actor
-        mine = sum(1 for g in self.in_flight() if g.actor_id == actor_id)
-        if mine >= limit:
-            raise TooBusy(
-                f"You already have {mine} replies being written, the most at once. "
-                "Wait for one to finish, or stop one, then send again."
-            )
-        if threads_alive() >= MAX_SYNC_THREADS:
-            raise TooBusy(
-                "Too many local model runs are still finishing. Send again in a moment."
-            )
-
-    async def _conversation(self, cid: str, model, is_async: bool):
-        """The llm conversation, with its history, for the next prompt.
-
-        Kept in memory between prompts (a few dozen), as ``llm chat`` does;
-        otherwise rebuilt from logs.db, as ``llm chat --cid`` does.
-        """
-        conversation = self.conversations.pop(cid, None)
-        if conversation is not None and conversation.model.model_id == model.model_id:
-            self.conversations[cid] = conversation  # most recently used last
-            return conversation
-        conversation = None
-        if await self.db.execute_fn(lambda conn: llm_logs.is_logged(conn, cid)):
-            conversation = await asyncio.to_thread(
-                llm_logs.load_conversation, self.db.path, cid, is_async
-            )
-            conversation.model = model
-        if conversation is None:
-            conversation = model.conversation()
-            conversation.id = cid
-        self.conversations[cid] = conversation
-        while len(self.conversations) > CONVERSATIONS_KEPT:
-            self.conversations.pop(next(iter(self.conversations)))
-        return conversation
-
-    # Running
-
-    async def _run(self, generation: Generation) -> None:
-        """From the model's first chunk to the last word in the database.
-        The end is always reached, whatever the model or database does."""
-        try:
-            status, error = await self._generate(generation)
-            if status == "done":
-                status, error = await self._log(generation)
-        except asyncio.CancelledError:
-            status, error = "interrupted", None
-        except Exception as e:  # a bug of ours must not wedge the reply
-            logger.exception("Generation %s failed", generation.id)
-            status, error = "failed", describe_error(e)
-        finally:
-            if not generation.finished:
-                generation.end(status, error)
-        if generation.length > CONVERSATION_KEPT_UP_TO:
-            # llm's response keeps an event per chunk: rebuild this one from
-            # logs.db at the next follow-up rather than hold it in memory
-            self.conversations.pop(generation.message.conversation_id, None)
-        generation.response = None
-        if generation.name_conversation and generation.message.status == "done":
-            generation.title = asyncio.ensure_future(self._name_conversation(generation))
-        if generation.message.status != "done":
-            await self._save_final(generation)
-        generation.saved = True
-        self._forget_later(generation)
-        if generation.length > memory.WORTH_IT:
-            memory.trim_soon()
-
-    async def _generate(self, generation: Generation) -> tuple[str, str | None]:
-        """Run the model until it ends, fails, is stopped or times out.
-        Returns (status, error); "done" means the text is complete."""
-        config = settings(self.datasette)
-        message = generation.message
-        message.status = "running"
-        generation.notify()
-        consume = self._consume_async if generation.is_async else self._consume_sync
-        model_task = asyncio.create_task(consume(generation))
-        stop_wait = asyncio.create_task(generation.stop_event.wait())
-        try:
-            while True:
-                now = time.monotonic()
-                idle_left = generation.last_chunk_at + config.idle_timeout - now
-                total_left = generation.started + config.generation_timeout - now
-                if idle_left <= 0:
-                    return "failed", (
-                        f"The model sent nothing for {config.idle_timeout:g} seconds, "
-                        "so the reply was stopped."
-                    )
-                if total_left <= 0:
-                    return "failed", (
-                        f"The reply took longer than {config.generation_timeout:g} "
-                        "seconds, so it was stopped."
-                    )
-                done, _ = await asyncio.wait(
-                    {model_task, stop_wait},
-                    timeout=min(idle_left, total_left),
-                    return_when=asyncio.FIRST_COMPLETED,
+async def run_model(generation: "Generation", *, idle_timeout: float, total_timeout: float, detached: set) -> tuple[str, str | None]:
+    """Run the model until it ends, fails, is stopped or times out.
+    Returns (status, error); "done" means the text is complete. A model
+    task that does not end when told to is left in ``detached``: nobody
+    waits for it."""
+    message = generation.message
+    message.status = "running"
+    generation.notify()
+    consume = _consume_async if generation.is_async else _consume_sync
+    model_task = asyncio.create_task(consume(generation))
+    stop_wait = asyncio.create_task(generation.stop_event.wait())
+    try:
+        while True:
+            now = time.monotonic()
+            idle_left = generation.last_chunk_at + idle_timeout - now
+            total_left = generation.started + total_timeout - now
+            if idle_left <= 0:
+                return "failed", (
+                    f"The model sent nothing for {idle_timeout:g} seconds, "
+                    "so the reply was stopped."
                 )
-                if stop_wait in done:
-                    return "stopped", None
-                if model_task in done:
-                    error = model_task.exception()
-                    if error is not None:
-                        return "failed", describe_error(error)
-                    generation.text_complete.set()  # followers send the rest at once
-                    return "done", None
-        finally:
-            stop_wait.cancel()
-            if not model_task.done():
-                generation._frozen = True
-                # The model may ignore this; nobody waits for it to agree.
-                model_task.cancel()
-                self.detached.add(model_task)
-                model_task.add_done_callback(self._reattached)
-
-    async def _consume_async(self, generation: Generation) -> None:
-        # The hot loop of a fast model: a few attribute lookups per chunk, and
-        # the clock read only every CHECK_EVERY chunks.
-        append = generation.append
-        monotonic = time.monotonic
-        last_yield = monotonic()
-        count = 0
-        events = generation.response.astream_events()
-        async with contextlib.aclosing(events):
-            async for event in events:
-                chunk = event.chunk
-                if chunk and event.type == "text":
-                    append(chunk)
-                count += 1
-                if count % CHECK_EVERY == 0:
-                    now = monotonic()
-                    if now - last_yield > YIELD_EVERY:
-                        last_yield = now
-                        await asyncio.sleep(0)
-
-    async def _consume_sync(self, generation: Generation) -> None:
-        stop = threading.Event()
-        batches = batches_from_thread(
-            lambda: generation.response, name=f"llm-{generation.id}", stop=stop
-        )
-        async with contextlib.aclosing(batches):
-            async for batch in batches:
-                for chunk in batch:
-                    generation.append(chunk)
-
-    async def _log(self, generation: Generation) -> tuple[str, str | None]:
-        message = generation.message
-        response = generation.response
-        try:
-            await write_within(
-                self.db, lambda conn: unlogged.log_response(conn, response, message.id), LOG_WAIT
-            )
-        except ShownError as error:
-            return "failed", "The reply could not be logged: " + error.message
-        except Exception as error:
-            return "failed", "The reply could not be logged: " + describe_error(error)
-        message.input_tokens = response.input_tokens
-        message.output_tokens = response.output_tokens
-        duration = response.duration_ms()
-        message.duration_ms = await duration if generation.is_async else duration
-        return "done", None
-
-    async def _save_final(self, generation: Generation) -> None:
-        """A reply that ended unlogged: its status and text must reach the
-        database, however long the lock is held or the disk stays full."""
-        if not generation.recorded:
-            return
-        message = generation.message
-        row = [(message.id, message.status, message.error, message.text)]
-        await write_until_done(
-            self.db,
-            lambda conn: unlogged.save(conn, row, liveness.THIS_WORKER.id),
-            f"the end of reply {message.id}",
-            give_up=self.shutting_down,
-        )
-
-    async def _name_conversation(self, generation: Generation) -> str | None:
-        """Name the conversation after its first reply: the title follows
-        the done event, it never holds it up."""
-        title_model = settings(self.datasette).title_model
-        if title_model is False:
-            return None  # keep the name llm gave it: the first prompt, shortened
-        message = generation.message
-        title = await titles.title_for(
-            title_model or message.model_id, message.prompt, message.text, message.system
-        )
-        try:
-            await write_within(
-                self.db,
-                lambda conn: llm_logs.rename(conn, message.conversation_id, title),
-                LOG_WAIT,
-            )
-        except ShownError as error:
-            logger.warning("Could not name %s: %s", message.conversation_id, error.message)
-            return None
-        return title
-
-    # Stopping
-
-    async def stop(self, mid: str) -> bool:
-        """Stop a generation of this process at once; False if it is not ours."""
-        generation = self.running.get(mid)
-        if generation is None:
-            return False
-        generation.stop_event.set()
-        deadline = time.monotonic() + 1.0
-        while not generation.finished and time.monotonic() < deadline:
-            await generation.changed(timeout=deadline - time.monotonic())
-        return True
-
-    async def shutdown(self) -> None:
-        """The server is stopping: every reply in flight ends now, as
-        interrupted, its streams are told, and one write records it."""
-        if self.shutting_down.is_set():
-            return
-        self.shutting_down.set()
-        ending = self.in_flight()
-        for generation in ending:
-            generation.end("interrupted")
-            if generation.task:
-                generation.task.cancel()
-        rows = [(g.id, g.message.text) for g in ending if g.recorded]
-        try:
-            await write_within(
-                self.db,
-                lambda conn: unlogged.worker_stopped(conn, liveness.THIS_WORKER.id, rows),
-                2.0,
-            )
-        except Exception as error:
-            # After the restart these show as interrupted all the same: this
-            # process is gone from the host.
-            logger.warning("Could not record the shutdown: %s", error)
-
-    # Saving the text so far; the heartbeat; stops asked by other workers
-
-    def _ensure_saver(self) -> None:
-        if self._saver is None or self._saver.done():
-            self._saver = asyncio.create_task(self._save_periodically())
-
-    async def _save_periodically(self) -> None:
-        while self.in_flight() and not self.shutting_down.is_set():
-            await asyncio.sleep(SAVE_INTERVAL)
-            rows = []
-            for generation in self.in_flight():
-                state = (generation.length, generation.message.status)
-                if generation.recorded and state != generation.saved_state:
-                    generation.saved_state = state
-                    message = generation.message
-                    rows.append((message.id, message.status, None, generation.text()))
-            try:
-                stops = await self.db.execute_write_fn(
-                    lambda conn: unlogged.save(conn, rows, liveness.THIS_WORKER.id)
+            if total_left <= 0:
+                return "failed", (
+                    f"The reply took longer than {total_timeout:g} "
+                    "seconds, so it was stopped."
                 )
-            except Exception as error:  # the next round tries again
-                logger.warning("Saving progress failed: %s", error)
-                for generation in self.in_flight():
-                    generation.saved_state = None
-                continue
-            for mid in stops:
-                if mid in self.running:
-                    self.running[mid].stop_event.set()
+            done, _ = await asyncio.wait(
+                {model_task, stop_wait},
+                timeout=min(idle_left, total_left),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if stop_wait in done:
+                return "stopped", None
+            if model_task in done:
+                error = model_task.exception()
+                if error is not None:
+                    return "failed", describe_error(error)
+                generation.text_complete.set()  # followers send the rest at once
+                return "done", None
+    finally:
+        stop_wait.cancel()
+        if not model_task.done():
+            generation._frozen = True
+            # The model may ignore this; nobody waits for it to agree.
+            model_task.cancel()
+            detached.add(model_task)
+            model_task.add_done_callback(lambda task: (detached.discard(task), _retrieve(task)))
 
-    def _reattached(self, task: asyncio.Task) -> None:
-        self.detached.discard(task)
-        _retrieve(task)
+async def _consume_async(generation: Generation) -> None:
+    # The hot loop of a fast model: a few attribute lookups per chunk, and
+    # the clock read only every CHECK_EVERY chunks.
+    append = generation.append
+    monotonic = time.monotonic
+    last_yield = monotonic()
+    count = 0
+    events = generation.response.astream_events()
+    async with contextlib.aclosing(events):
+        async for event in events:
+            chunk = event.chunk
+            if chunk and event.type == "text":
+                append(chunk)
+            count += 1
+            if count % CHECK_EVERY == 0:
+                now = monotonic()
+                if now - last_yield > YIELD_EVERY:
+                    last_yield = now
+                    await asyncio.sleep(0)
 
-    def watch_for_shutdown(self) -> None:
-        """uvicorn runs the shutdown hook only once every connection has
-        closed, and an event stream does not close by itself: learn of
-        SIGTERM and SIGINT directly, so that replies (and with them their
-        streams) end at once and the server can stop.
+async def _consume_sync(generation: Generation) -> None:
+    stop = threading.Event()
+    batches = batches_from_thread(
+        lambda: generation.response, name=f"llm-{generation.id}", stop=stop
+    )
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for chunk in batch:
+                generation.append(chunk)
 
-        Called as replies and streams begin, not at startup: Datasette runs
-        the startup hook before the server has put in its own handlers,
-        which are the ones to pass the signal on to."""
-        if self._watching or threading.current_thread() is not threading.main_thread():
-            return
-        self._watching = True
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous = signal.getsignal(signum)
-            if not callable(previous) or previous is signal.default_int_handler:
-                continue  # no server of ours to chain to (in-process, tests)
-
-            def on_signal(number, frame, previous=previous):
-                loop.call_soon_threadsafe(self._shutdown_by_signal)
-                previous(number, frame)
-
-            signal.signal(signum, on_signal)
-
-    def _shutdown_by_signal(self) -> None:
-        task = asyncio.ensure_future(self.shutdown())
-
-        def deadline(_):
-            if self.detached:
-                # asyncio waits for every task at exit, and a model that
-                # ignores cancellation would keep the process alive for good
-                _exit_after(SHUTDOWN_GRACE, len(self.detached))
-
-        task.add_done_callback(deadline)
-
-    def _forget_later(self, generation: Generation) -> None:
-        asyncio.get_running_loop().call_later(KEEP_FINISHED, self._forget, generation)
-
-    def _forget(self, generation: Generation) -> None:
-        if self.running.get(generation.id) is generation:
-            del self.running[generation.id]
-
-    # Reading
-
-    def settle(self, message: Message) -> Message:
-        """Bring a message read from the database up to date: the text and
-        status of its generation if it runs here; interrupted if the
-        process that generated it is known to have ended."""
-        generation = self.running.get(message.id)
-        if generation is not None:
-            message.text = generation.text()
-            message.status = generation.message.status
-            message.error = generation.message.error
-            message.input_tokens = generation.message.input_tokens
-            message.output_tokens = generation.message.output_tokens
-            message.duration_ms = generation.message.duration_ms
-        elif message.in_flight and liveness.has_ended(message, running_here=False):
-            message.status = "interrupted"
-        return message
-
-
-def generations(datasette) -> Generations:
-    registry = getattr(datasette, "_llm_htmx_generations", None)
-    if registry is None:
-        registry = datasette._llm_htmx_generations = Generations(datasette)
-    return registry
 
 
 def describe_error(error: BaseException) -> str:
@@ -533,16 +184,6 @@ def describe_error(error: BaseException) -> str:
         text = str(error.args[0])
     return valid_text(text)
 
-
-def _exit_after(seconds: float, count: int) -> None:
-    def wait_then_exit():
-        time.sleep(seconds)
-        logger.error(
-            "%d model call(s) ignored cancellation; exiting without them", count
-        )
-        os._exit(0)
-
-    threading.Thread(target=wait_then_exit, daemon=True, name="llm-htmx-exit").start()
 
 
 def _retrieve(task: asyncio.Task) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from datasette_llm_htmx.generation import generations
+from datasette_llm_htmx.generations import generations
 from sse_client import iter_events
 
 ROOT = {"id": "root"}

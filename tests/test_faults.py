@@ -96,7 +96,7 @@ def test_page_reload_mid_reply_shows_text_once(server):
 def test_stop_keeps_the_partial_text(server, user_dir):
     with server.client() as client:
         cid, stream_url, _ = start(client, option_chunks="200", option_delay="0.05")
-        events = read_some(client, stream_url, 4)
+        read_some(client, stream_url, 4)
         mid = stream_url.rsplit("/", 1)[1]
         response = client.post(f"/-/llm/{cid}/stop/{mid}", headers=HTMX)
         assert response.status_code == 200

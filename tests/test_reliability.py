@@ -151,7 +151,7 @@ def test_a_hanging_title_model_never_holds_up_replies_or_pages(make_server, titl
 
 
 def test_a_start_while_another_process_holds_the_write_lock(make_server, user_dir):
-    server = make_server(env={"LLM_HTMX_TEST_SET": "generation.START_WAIT=2"})
+    server = make_server(env={"LLM_HTMX_TEST_SET": "generations.START_WAIT=2"})
     lock = WriteLock(user_dir / "logs.db", 60)
     try:
         with server.client() as client:
@@ -180,7 +180,7 @@ def test_a_start_while_another_process_holds_the_write_lock(make_server, user_di
 
 
 def test_a_reply_that_ends_while_the_lock_is_held_still_ends(make_server, user_dir):
-    server = make_server(env={"LLM_HTMX_TEST_SET": "generation.LOG_WAIT=1"})
+    server = make_server(env={"LLM_HTMX_TEST_SET": "generations.LOG_WAIT=1"})
     with server.client() as client:
         cid, url = start(client, option_chunks="30", option_delay="0.05")
         read_some(client, url, 2)
@@ -283,7 +283,7 @@ def test_a_logs_db_that_cannot_be_used_stops_startup_in_one_line(tmp_path, damag
 def test_a_second_worker_never_guesses_a_reply_interrupted(make_server, user_dir):
     """The process generating saves only every 3 s here, and the other would
     call a silent one gone after 1 s if it guessed: it must not."""
-    quiet = "generation.SAVE_INTERVAL=3,liveness.SILENT_AFTER=1"
+    quiet = "generations.SAVE_INTERVAL=3,liveness.SILENT_AFTER=1"
     first = make_server(env={"LLM_HTMX_TEST_SET": quiet})
     second = make_server(env={"LLM_HTMX_TEST_SET": quiet})
     with first.client() as client:

@@ -9,7 +9,7 @@ beside the form with everything typed kept.
 from .. import partials, permissions, titles
 from ..errors import ShownError
 from ..forms import BadInput, check_model, check_options, check_prompt, check_title, read_form
-from ..generation import generations
+from ..generations import generations
 from ..ids import new_id
 from ..store import conversations, llm_logs, unlogged
 from ..store.database import llm_database, write_within

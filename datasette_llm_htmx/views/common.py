@@ -4,7 +4,7 @@ answering htmx or a plain browser, and showing a problem beside a form."""
 from datasette import Forbidden, NotFound, Response
 
 from .. import csp, partials, permissions
-from ..generation import generations
+from ..generations import generations
 from ..ids import is_id
 from ..store import conversations
 from ..store.database import llm_database

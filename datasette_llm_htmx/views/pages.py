@@ -8,7 +8,7 @@ from markupsafe import Markup
 
 from .. import catalog, partials, permissions, titles
 from .. import export as exports
-from ..generation import generations
+from ..generations import generations
 from ..ids import is_id
 from ..partials import TEMPLATE_DIR
 from ..rendering import render_ahead

@@ -11,9 +11,9 @@ from itertools import chain
 
 from datasette import Response
 
-from .. import memory, partials, permissions, sse
+from .. import memory, partials, permissions, shutdown, sse
 from ..following import Delta, Final, Snapshot, follow
-from ..generation import generations
+from ..generations import generations
 from ..rendering import markdown_to_html, render_ahead
 from ..store.database import llm_database
 from .common import find_message, load_readable
@@ -24,7 +24,7 @@ async def stream(request, datasette, send, receive):
         return Response.text("Cross-site streams are refused.", status=403)
     mid = request.url_vars["mid"]
     registry = generations(datasette)
-    registry.watch_for_shutdown()
+    shutdown.watch_signals(registry)
     local = registry.running.get(mid)
     if local is not None and local.message.conversation_id == request.url_vars["cid"]:
         # generated here: only who may read the conversation is needed
