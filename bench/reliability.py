@@ -96,6 +96,59 @@ def cli_while_streaming(runs: int, streams: int, extra_args=()) -> dict:
     }
 
 
+LOGGER = """
+import sqlite3, sys, llm, sqlite_utils
+path, count, immediate = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+if immediate:
+    # what llm could do: take the write lock as the transaction begins, so
+    # SQLite's busy handler waits for another writer instead of failing
+    import contextlib
+    @contextlib.contextmanager
+    def atomic(self):
+        if self.conn.in_transaction:
+            yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+    sqlite_utils.Database.atomic = atomic
+model = llm.get_model("echo")
+failures = 0
+for i in range(count):
+    response = model.prompt(f"writer prompt {i}")
+    response.text()
+    try:
+        response.log_to_db(sqlite_utils.Database(path))
+    except sqlite3.OperationalError:
+        failures += 1
+print(failures)
+"""
+
+
+def llm_writers_alone(writers: int, count: int, immediate: bool) -> dict:
+    """``writers`` processes logging with llm's own API at once, no server."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "logs.db"
+        subprocess.run([sys.executable, "-c", "import llm.migrations, sqlite_utils, sys; "
+                        "llm.migrations.migrate(sqlite_utils.Database(sys.argv[1]))", str(path)],
+                       check=True)
+        env = {**os.environ, "LLM_USER_PATH": tmp}
+        processes = [
+            subprocess.Popen([sys.executable, "-c", LOGGER, str(path), str(count), "1" if immediate else "0"],
+                             env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(writers)
+        ]
+        failures = sum(int(p.communicate()[0].strip() or 0) for p in processes)
+        logged = sqlite3.connect(path).execute("select count(*) from turns").fetchone()[0]
+    return {"writers": writers, "each": count, "begin immediate": immediate,
+            "lock failures": failures, "logged": logged}
+
+
 def stalled_clients(megabytes: float, clients: int) -> dict:
     """Clients that open a stream of a long reply and stop reading."""
     import socket
@@ -161,7 +214,8 @@ def stalled_clients(megabytes: float, clients: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["cli", "stalled"])
+    parser.add_argument("what", choices=["cli", "stalled", "llm-alone"])
+    parser.add_argument("--writers", type=int, default=5)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--streams", type=int, default=5)
     parser.add_argument("--megabytes", type=float, default=4)
@@ -169,6 +223,9 @@ def main():
     args = parser.parse_args()
     if args.what == "cli":
         print(cli_while_streaming(args.runs, args.streams))
+    elif args.what == "llm-alone":
+        print(llm_writers_alone(args.writers, args.runs, immediate=False))
+        print(llm_writers_alone(args.writers, args.runs, immediate=True))
     else:
         alone = stalled_clients(args.megabytes, 0)
         stalled = stalled_clients(args.megabytes, args.clients)

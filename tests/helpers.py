@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-from datasette_llm_htmx.generations import generations
 from sse_client import iter_events
 
 ROOT = {"id": "root"}
@@ -122,6 +121,8 @@ def logged_turns(user_dir, cid):
 async def wait_for_generations(ds, timeout=10):
     """Wait until every generation started in this process has finished,
     and named its conversation if it was the first."""
+    from datasette_llm_htmx.generations import generations
+
     running = list(generations(ds).running.values())
     tasks = [g.task for g in running if g.task]
     if tasks:

@@ -387,3 +387,44 @@ def test_shutdown_ends_streams_and_replies_at_once(make_server, user_dir):
         for other_cid, _ in [(cid, url), *others]:
             page = client.get(f"/-/llm/{other_cid}").text
             assert "status-interrupted" in page, other_cid
+
+
+def test_rendering_never_pauses_other_streams(make_server):
+    """A reply under 20,000 characters that is slow to render (a wide table
+    renders at ~60 KB/s), shown for the first time after a restart, while
+    another reply streams to someone else: its events keep coming."""
+    table = "|" + "a|" * 60 + "\n|" + "-|" * 60 + "\n" + ("|" + "**b**|" * 60 + "\n") * 45
+    assert len(table) < 20_000
+    server = make_server()
+    with server.client() as client:
+        cid, url = start(client, option_text=table, option_delay="")
+        read_until_final(client, url)
+    server.stop()
+    server.start()  # nothing rendered yet in this process
+    gaps = []
+    with server.client() as client:
+        _, paced_url = start(client, prompt="paced", option_chunks="100", option_delay="0.03")
+
+        def follow():
+            last = None
+            with server.client() as reader:
+                with reader.stream("GET", paced_url) as response:
+                    for line in response.iter_lines():
+                        now = time.monotonic()
+                        if line.startswith("event: token"):
+                            if last is not None:
+                                gaps.append(now - last)
+                            last = now
+                        if line.startswith("event: done"):
+                            return
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        time.sleep(0.5)
+        began = time.monotonic()
+        assert client.get(f"/-/llm/{cid}").status_code == 200
+        rendering = time.monotonic() - began
+        follower.join(30)
+    assert rendering > 0.2  # the page did have markdown to render
+    # tokens every 30 ms, batched at most every 50 ms: a pause shows as a gap
+    assert max(gaps) < 0.25, (max(gaps), rendering)
