@@ -54,7 +54,7 @@ class Final:
 
 async def follow(registry, db, cid: str, mid: str, stop: asyncio.Event):
     """The steps of one reply, until its end or until ``stop`` is set."""
-    generation = registry.running.get(mid)
+    generation = registry.replies.get(mid)
     if generation is not None and generation.message.conversation_id == cid:
         steps = _follow_here(generation)  # ends at shutdown with the reply
     else:
@@ -99,7 +99,7 @@ async def _follow_stored(registry, db, cid, mid, stop):
         message = await db.execute_fn(lambda conn: conversations.message(conn, cid, mid))
         if message is None:
             return
-        registry.settle(message)
+        registry.up_to_date(message)
         if sent is None:
             yield Snapshot([message.text], 1)
             sent = len(message.text)

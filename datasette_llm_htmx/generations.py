@@ -49,7 +49,9 @@ class Generations:
 
     def __init__(self, datasette):
         self.datasette = datasette
-        self.running: dict[str, Generation] = {}
+        # every reply of this process: in flight, or finished a little while
+        # ago (still answering streams that connect late)
+        self.replies: dict[str, Generation] = {}
         self.conversations: dict[str, object] = {}
         self.shutting_down = asyncio.Event()
         self._saver: asyncio.Task | None = None
@@ -63,7 +65,7 @@ class Generations:
         return llm_database(self.datasette)
 
     def in_flight(self) -> list[Generation]:
-        return [g for g in self.running.values() if not g.finished]
+        return [g for g in self.replies.values() if not g.finished]
 
     # Starting
 
@@ -85,7 +87,7 @@ class Generations:
         # The model starts while the record is written, so the first token
         # does not wait for the disk; if the record cannot be written in
         # time, the model is stopped and the user told.
-        self.running[message.id] = generation
+        self.replies[message.id] = generation
         generation.task = asyncio.create_task(self._run(generation))
         register = not self._worker_registered
 
@@ -239,7 +241,7 @@ class Generations:
 
     async def stop(self, mid: str) -> bool:
         """Stop a generation of this process at once; False if it is not ours."""
-        generation = self.running.get(mid)
+        generation = self.replies.get(mid)
         if generation is None:
             return False
         generation.stop_event.set()
@@ -297,23 +299,23 @@ class Generations:
                     generation.saved_state = None
                 continue
             for mid in stops:
-                if mid in self.running:
-                    self.running[mid].stop_event.set()
+                if mid in self.replies:
+                    self.replies[mid].stop_event.set()
 
     def _forget_later(self, generation: Generation) -> None:
         asyncio.get_running_loop().call_later(KEEP_FINISHED, self._forget, generation)
 
     def _forget(self, generation: Generation) -> None:
-        if self.running.get(generation.id) is generation:
-            del self.running[generation.id]
+        if self.replies.get(generation.id) is generation:
+            del self.replies[generation.id]
 
     # Reading
 
-    def settle(self, message: Message) -> Message:
+    def up_to_date(self, message: Message) -> Message:
         """Bring a message read from the database up to date: the text and
         status of its generation if it runs here; interrupted if the
         process that generated it is known to have ended."""
-        generation = self.running.get(message.id)
+        generation = self.replies.get(message.id)
         if generation is not None:
             message.text = generation.text()
             message.status = generation.message.status

@@ -123,7 +123,7 @@ async def wait_for_generations(ds, timeout=10):
     and named its conversation if it was the first."""
     from datasette_llm_htmx.generations import generations
 
-    running = list(generations(ds).running.values())
+    running = list(generations(ds).replies.values())
     tasks = [g.task for g in running if g.task]
     if tasks:
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout)

@@ -59,7 +59,7 @@ async def follow_up(request, datasette):
     form = {}
     try:
         form = await read_form(request, datasette)
-        if any(registry.settle(m).in_flight for m in pending):
+        if any(registry.up_to_date(m).in_flight for m in pending):
             raise BadInput(
                 "A reply is still being written. Wait for it to finish or stop it, "
                 "then send again.",
@@ -142,7 +142,7 @@ async def stop(request, datasette):
         stopped = await llm_database(datasette).execute_fn(
             lambda conn: conversations.message(conn, conversation.id, message.id)
         )
-        shown = registry.settle(stopped or message)
+        shown = registry.up_to_date(stopped or message)
         return html_response(
             datasette,
             partials.message(datasette, request, shown, True)

@@ -54,7 +54,7 @@ async def load_readable(datasette, request, with_messages=True):
         raise not_found
     registry = generations(datasette)
     for message in conversation.messages:
-        registry.settle(message)
+        registry.up_to_date(message)
     return conversation
 
 

@@ -168,7 +168,7 @@ async def title(request, datasette):
 
 
 async def _title_when_ready(datasette, cid: str) -> str | None:
-    for generation in list(generations(datasette).running.values()):
+    for generation in list(generations(datasette).replies.values()):
         if generation.message.conversation_id == cid and generation.title is not None:
             try:
                 return await asyncio.wait_for(asyncio.shield(generation.title), TITLE_WAIT)

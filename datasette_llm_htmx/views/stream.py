@@ -25,7 +25,7 @@ async def stream(request, datasette, send, receive):
     mid = request.url_vars["mid"]
     registry = generations(datasette)
     shutdown.watch_signals(registry)
-    local = registry.running.get(mid)
+    local = registry.replies.get(mid)
     if local is not None and local.message.conversation_id == request.url_vars["cid"]:
         # generated here: only who may read the conversation is needed
         conversation = await load_readable(datasette, request, with_messages=False)
