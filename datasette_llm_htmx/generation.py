@@ -9,16 +9,47 @@ cancellation), and chunks it sends after that are dropped.
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from dataclasses import replace
 
 from .safe_text import valid_text
-from .store.records import Message
+from .store.records import Message, ReplyPart, ToolCall
 from .sync_bridge import batches_from_thread
 
 YIELD_EVERY = 0.001  # a model that never awaits still lets the loop run
 CHECK_EVERY = 16
+
+
+class LivePart:
+    """A part of a reply as it is written: text, reasoning or a tool call,
+    in the chunks it came in."""
+
+    __slots__ = ("kind", "chunks", "name", "call_id", "started", "ended")
+
+    def __init__(self, kind: str, name: str | None = None, call_id: str | None = None):
+        self.kind = kind
+        self.chunks: list[str] = []
+        self.name = name
+        self.call_id = call_id
+        self.started = time.monotonic()
+        self.ended: float | None = None
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def finished(self) -> ReplyPart:
+        """The part as it will stay."""
+        if self.kind == "tool_call":
+            arguments = self.text()
+            try:
+                arguments = json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+            except ValueError:
+                pass
+            return ReplyPart("tool_call", tool_call=ToolCall(self.name or "", arguments, self.call_id))
+        seconds = (self.ended - self.started) if self.ended and self.kind == "reasoning" else None
+        return ReplyPart(self.kind, self.text(), seconds=seconds)
 
 
 class Generation:
@@ -29,14 +60,14 @@ class Generation:
         self.actor_id = actor_id
         self.response = response
         self.is_async = is_async
-        self.chunks: list[str] = []
-        self.length = 0  # characters of reply text so far
+        self.parts: list[LivePart] = []
+        self.length = 0  # characters of reply text and reasoning so far
         self.started = time.monotonic()
         self.last_chunk_at = self.started
         self.finished_at: float | None = None  # the end, told to followers
         self.saved = False  # the end has reached the database
         self.recorded = False  # the start has reached the database
-        self.saved_state: tuple[int, str] | None = None
+        self.saved_state: tuple[int, int, str] | None = None
         self.stop_event = asyncio.Event()
         self.text_complete = asyncio.Event()  # no more text will come
         self.name_conversation = False  # the first reply names the conversation
@@ -44,6 +75,7 @@ class Generation:
         self.task: asyncio.Task | None = None
         self._frozen = False  # stopped: chunks still coming are dropped
         self._changed: asyncio.Event | None = None
+        self._current: LivePart | None = None
 
     @property
     def id(self) -> str:
@@ -54,17 +86,59 @@ class Generation:
         return self.finished_at is not None
 
     def text(self) -> str:
-        return "".join(self.chunks)
+        return "".join(part.text() for part in self.parts if part.kind == "text")
 
-    def append(self, chunk: str) -> None:
+    def append(self, chunk: str, kind: str = "text") -> None:
+        """Add a chunk of text or reasoning: to the part being written when
+        it is of that kind (the hot path), or as a new part."""
         if self._frozen or not chunk:
             return
-        chunk = valid_text(chunk)
-        self.chunks.append(chunk)
+        if not chunk.isascii():
+            chunk = valid_text(chunk)
+        current = self._current
+        if current is None or current.kind != kind:
+            current = self._begin(kind)
+        current.chunks.append(chunk)
         self.length += len(chunk)
         self.last_chunk_at = time.monotonic()
         if self._changed is not None:  # someone is waiting: wake them
             self.notify()
+
+    def begin_tool_call(self, name: str, call_id: str | None) -> None:
+        if self._frozen:
+            return
+        self._begin("tool_call", name=name, call_id=call_id)
+        self.notify()
+
+    def tool_call_arguments(self, chunk: str, call_id: str | None) -> None:
+        """Arguments arrive in pieces, for the call with that id (or the
+        last one)."""
+        if self._frozen or not chunk:
+            return
+        calls = [part for part in self.parts if part.kind == "tool_call"]
+        target = next((p for p in calls if call_id and p.call_id == call_id), calls[-1] if calls else None)
+        if target is None:
+            target = self._begin("tool_call", name="", call_id=call_id)
+        target.chunks.append(valid_text(chunk))
+        self.last_chunk_at = time.monotonic()
+
+    def add_tool_calls(self, calls) -> None:
+        """Tool calls the model registered without streaming them (llm-echo
+        does): the reply shows them all the same."""
+        seen = {part.call_id for part in self.parts if part.kind == "tool_call"}
+        for call in calls:
+            if call.tool_call_id is None or call.tool_call_id not in seen:
+                part = self._begin("tool_call", name=call.name, call_id=call.tool_call_id)
+                part.chunks.append(json.dumps(call.arguments or {}))
+
+    def _begin(self, kind: str, name: str | None = None, call_id: str | None = None) -> LivePart:
+        now = time.monotonic()
+        if self._current is not None and self._current.ended is None:
+            self._current.ended = now
+        self._current = LivePart(kind, name=name, call_id=call_id)
+        self.parts.append(self._current)
+        self.last_chunk_at = now
+        return self._current
 
     def notify(self) -> None:
         event, self._changed = self._changed, None
@@ -82,20 +156,29 @@ class Generation:
         """The reply's last word: later chunks are dropped, and every
         follower is told."""
         self._frozen = True
+        if self._current is not None and self._current.ended is None:
+            self._current.ended = time.monotonic()
         self.message.status = status
         self.message.error = valid_text(error) if error else None
+        self.message.parts = self.reply_parts()
         self.message.text = self.text()
-        # one string instead of a chunk each: a long reply's list of small
-        # strings costs several times its text (followers read message.text)
-        self.chunks = [self.message.text] if self.message.text else []
+        # one string a part instead of a chunk each: a long reply's list of
+        # small strings costs several times its text
+        for part in self.parts:
+            if len(part.chunks) > 1:
+                part.chunks = [part.text()]
         self.finished_at = time.monotonic()
         self.text_complete.set()
         self.notify()
 
-    def current(self) -> Message:
-        """A copy of the message as it stands, with the text so far."""
-        return replace(self.message, text=self.text())
+    def reply_parts(self) -> list[ReplyPart]:
+        return [part.finished() for part in self.parts]
 
+    def current(self) -> Message:
+        """A copy of the message as it stands, with its parts so far."""
+        if self.finished:
+            return replace(self.message)
+        return replace(self.message, text=self.text(), parts=self.reply_parts())
 
 
 async def run_model(generation: "Generation", *, idle_timeout: float, total_timeout: float, detached: set) -> tuple[str, str | None]:
@@ -156,9 +239,10 @@ async def _consume_async(generation: Generation) -> None:
     events = generation.response.astream_events()
     async with contextlib.aclosing(events):
         async for event in events:
-            chunk = event.chunk
-            if chunk and event.type == "text":
-                append(chunk)
+            if event.type == "text":
+                append(event.chunk)
+            else:
+                take_event(generation, event)
             count += 1
             if count % CHECK_EVERY == 0:
                 now = monotonic()
@@ -169,12 +253,26 @@ async def _consume_async(generation: Generation) -> None:
 async def _consume_sync(generation: Generation) -> None:
     stop = threading.Event()
     batches = batches_from_thread(
-        lambda: generation.response, name=f"llm-{generation.id}", stop=stop
+        generation.response.stream_events, name=f"llm-{generation.id}", stop=stop
     )
+    append = generation.append
     async with contextlib.aclosing(batches):
         async for batch in batches:
-            for chunk in batch:
-                generation.append(chunk)
+            for event in batch:
+                if event.type == "text":
+                    append(event.chunk)
+                else:
+                    take_event(generation, event)
+
+
+def take_event(generation: Generation, event) -> None:
+    """The stream events that are not reply text (llm.parts.StreamEvent)."""
+    if event.type == "reasoning":
+        generation.append(event.chunk, "reasoning")
+    elif event.type == "tool_call_name":
+        generation.begin_tool_call(event.chunk, event.tool_call_id)
+    elif event.type == "tool_call_args":
+        generation.tool_call_arguments(event.chunk, event.tool_call_id)
 
 
 

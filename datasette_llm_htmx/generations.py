@@ -208,7 +208,8 @@ class Generations:
         if not generation.recorded:
             return
         message = generation.message
-        row = [(message.id, message.status, message.error, message.text)]
+        parts = unlogged.parts_json(message.parts)
+        row = [(message.id, message.status, message.error, message.text, parts)]
         await write_until_done(
             self.db,
             lambda conn: unlogged.save(conn, row, liveness.THIS_WORKER.id),
@@ -284,11 +285,12 @@ class Generations:
             await asyncio.sleep(SAVE_INTERVAL)
             rows = []
             for generation in self.in_flight():
-                state = (generation.length, generation.message.status)
+                state = (generation.length, len(generation.parts), generation.message.status)
                 if generation.recorded and state != generation.saved_state:
                     generation.saved_state = state
                     message = generation.message
-                    rows.append((message.id, message.status, None, generation.text()))
+                    parts = unlogged.parts_json(generation.reply_parts())
+                    rows.append((message.id, message.status, None, generation.text(), parts))
             try:
                 stops = await self.db.execute_write_fn(
                     lambda conn: unlogged.save(conn, rows, liveness.THIS_WORKER.id)
@@ -318,6 +320,7 @@ class Generations:
         generation = self.replies.get(message.id)
         if generation is not None:
             message.text = generation.text()
+            message.parts = generation.message.parts if generation.finished else generation.reply_parts()
             message.status = generation.message.status
             message.error = generation.message.error
             message.input_tokens = generation.message.input_tokens

@@ -125,12 +125,16 @@ def around(html: str) -> tuple[str, str]:
     return before, after
 
 
-def streaming_text_around(datasette) -> tuple[str, str]:
-    return around(render_partial(datasette, "_streaming_text.html", text=MARKER))
+def streaming_parts_around(datasette, parts) -> tuple[str, str]:
+    """A reply being written, drawn around the text of its last part."""
+    return around(render_partial(datasette, "_streaming_parts.html", parts=parts, current=MARKER))
 
 
-def message_around(datasette, request, message, can_write: bool) -> tuple[str, str]:
-    """A finished message drawn around its reply's HTML."""
+def message_around(datasette, request, message, can_write: bool) -> tuple[str, str] | None:
+    """A finished message drawn around its reply's HTML, if that is one
+    text part (the long case); None otherwise."""
+    if [part.kind for part in message.reply_parts].count("text") != 1:
+        return None
     return around(
         render_partial(
             datasette,

@@ -28,6 +28,10 @@ def read(conn, cid: str, with_messages: bool = True) -> Conversation | None:
     if not (thread or legacy or initiated or messages):
         return None
     ordered = sorted(messages.values(), key=lambda m: m.id)
+    shown = None
+    for message in ordered:
+        message.show_system = bool(message.system) and message.system != shown
+        shown = message.system or shown
     name = (thread and thread[0]) or (legacy and legacy[0]) or None
     model_id = (
         (initiated and initiated[0])

@@ -26,6 +26,64 @@ class Worker:
 
 
 @dataclass
+class Fragment:
+    """Text an llm prompt was built from, besides what was typed: a file,
+    a URL, a table (`llm -f`)."""
+
+    source: str | None
+    content: str
+    hash: str | None = None
+
+
+@dataclass
+class Attachment:
+    """A file sent with a prompt (or returned by a tool). Its bytes stay in
+    llm's ``attachments`` table; a URL attachment is only its URL."""
+
+    id: str
+    type: str | None
+    size: int | None = None
+    url: str | None = None
+    name: str | None = None  # the file name, where one is known
+
+    @property
+    def is_image(self) -> bool:
+        return (self.type or "") in INLINE_IMAGE_TYPES and not self.url
+
+
+# Image types the plugin serves to be shown inline. Anything else (SVG and
+# HTML included: they can carry script) is only ever a download.
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: str  # JSON, as the model wrote it
+    call_id: str | None = None
+
+
+@dataclass
+class ToolResult:
+    name: str
+    output: str
+    call_id: str | None = None
+    error: str | None = None  # "ClassName: message" when the tool raised
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+@dataclass
+class ReplyPart:
+    """One part of a reply, in order: its text (markdown), what the model
+    reasoned, or a tool it called."""
+
+    kind: str  # text, reasoning or tool_call
+    text: str = ""
+    tool_call: ToolCall | None = None
+    seconds: float | None = None  # how long reasoning took, when known
+
+
+@dataclass
 class Message:
     """One prompt and its reply: an llm response once it is logged."""
 
@@ -45,6 +103,30 @@ class Message:
     worker: str | None = None  # the process generating it, while in flight
     worker_record: Worker | None = None
     updated_utc: str | None = None
+    # What else the prompt carried; ``prompt`` is only what was typed
+    fragments: list[Fragment] = field(default_factory=list)
+    system_fragments: list[Fragment] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    tool_results: list[ToolResult] = field(default_factory=list)
+    # The reply in its parts; ``text`` is its text parts together
+    parts: list[ReplyPart] = field(default_factory=list)
+    # the system prompt is shown where it is set or changes, not again
+    show_system: bool = True
+
+    @property
+    def reply_parts(self) -> list[ReplyPart]:
+        """The parts to draw: the recorded ones, or the text alone."""
+        if self.parts:
+            return self.parts
+        return [ReplyPart("text", self.text)] if self.text or not self.in_flight else []
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(part.text for part in self.parts if part.kind == "reasoning")
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [part.tool_call for part in self.parts if part.kind == "tool_call"]
 
     @property
     def in_flight(self) -> bool:

@@ -85,7 +85,22 @@ def m002_workers(conn) -> None:
     )
 
 
-MIGRATIONS = [m001_initial, m002_workers]
+def m003_parts(conn) -> None:
+    # A reply in flight keeps its parts (reasoning, tool calls) as JSON, and
+    # its prompt what it carried besides text (fragments, attachments).
+    conn.execute("alter table unlogged_messages add column parts_json text")
+    conn.execute("alter table unlogged_messages add column input_json text")
+    # llm keeps an attachment's bytes and type; the name of an uploaded file
+    # is kept here, by the attachment's id.
+    conn.execute(
+        """create table llm_htmx_attachment_names (
+            id text primary key,
+            name text not null
+        )"""
+    )
+
+
+MIGRATIONS = [m001_initial, m002_workers, m003_parts]
 
 
 def migrate(conn) -> list[str]:

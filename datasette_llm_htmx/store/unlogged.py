@@ -6,7 +6,7 @@ writes on Datasette's write connection, inside its transaction."""
 import json
 
 from . import llm_logs
-from .records import Message, Worker, utcnow
+from .records import Attachment, Fragment, Message, ReplyPart, ToolCall, Worker, utcnow
 
 
 def record_start(conn, message: Message, actor_id: str | None, new_conversation: bool) -> None:
@@ -27,7 +27,7 @@ def record_start(conn, message: Message, actor_id: str | None, new_conversation:
     conn.execute(
         "insert into unlogged_messages (id, conversation_id, model_id, prompt,"
         " system, options_json, status, text, actor_id, worker, datetime_utc,"
-        " updated_utc) values (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
+        " updated_utc, input_json) values (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
         [
             message.id,
             message.conversation_id,
@@ -40,8 +40,45 @@ def record_start(conn, message: Message, actor_id: str | None, new_conversation:
             message.worker,
             message.datetime_utc,
             message.datetime_utc,
+            _input_json(message),
         ],
     )
+
+
+def _input_json(message: Message) -> str:
+    return json.dumps(
+        {
+            "fragments": [[f.source, f.content] for f in message.fragments],
+            "attachments": [a.id for a in message.attachments],
+            "show_system": message.show_system,
+        }
+    )
+
+
+def parts_json(parts: list[ReplyPart]) -> str | None:
+    """A reply's parts, where it has more than its text."""
+    if all(part.kind == "text" for part in parts):
+        return None
+    return json.dumps(
+        [
+            {"kind": "tool_call", "name": part.tool_call.name,
+             "arguments": part.tool_call.arguments, "call_id": part.tool_call.call_id}
+            if part.tool_call
+            else {"kind": part.kind, "text": part.text, "seconds": part.seconds}
+            for part in parts
+        ]
+    )
+
+
+def _parts(value: str | None) -> list[ReplyPart]:
+    parts = []
+    for item in json.loads(value) if value else []:
+        if item["kind"] == "tool_call":
+            call = ToolCall(item["name"], item["arguments"], item.get("call_id"))
+            parts.append(ReplyPart("tool_call", tool_call=call))
+        else:
+            parts.append(ReplyPart(item["kind"], item.get("text", ""), seconds=item.get("seconds")))
+    return parts
 
 
 def register_worker(conn, worker: Worker) -> None:
@@ -52,16 +89,16 @@ def register_worker(conn, worker: Worker) -> None:
     )
 
 
-def save(conn, rows: list[tuple[str, str, str | None, str]], worker_id: str) -> list[str]:
+def save(conn, rows: list[tuple], worker_id: str) -> list[str]:
     """One short transaction a second, whatever is streaming: the text so
-    far of each message (rows of id, status, error, text), the worker's
-    heartbeat, and the stops asked of it by other processes."""
+    far of each message (rows of id, status, error, text, parts JSON), the
+    worker's heartbeat, and the stops asked of it by other processes."""
     now = utcnow()
     if rows:
         conn.executemany(
             "update unlogged_messages set status = ?, error = ?, text = ?,"
-            " updated_utc = ? where id = ?",
-            [(status, error, text, now, mid) for mid, status, error, text in rows],
+            " parts_json = ?, updated_utc = ? where id = ?",
+            [(status, error, text, parts, now, mid) for mid, status, error, text, parts in rows],
         )
     conn.execute(
         "update llm_htmx_workers set heartbeat_utc = ? where id = ?", [now, worker_id]
@@ -106,7 +143,8 @@ def log_response(conn, response, mid: str) -> None:
 SELECT = """
 select m.id, m.conversation_id, m.model_id, m.prompt, m.system, m.options_json,
        m.status, m.text, m.error, m.worker, m.datetime_utc, m.updated_utc,
-       w.id, w.host, w.pid, w.process_start, w.heartbeat_utc, w.stopped_utc
+       w.id, w.host, w.pid, w.process_start, w.heartbeat_utc, w.stopped_utc,
+       m.parts_json, m.input_json
 from unlogged_messages m
 left join llm_htmx_workers w on w.id = m.worker
 """
@@ -125,6 +163,8 @@ def message(conn, cid: str, mid: str) -> Message | None:
 
 def _read(conn, where: str, params: list) -> list[Message]:
     rows = conn.execute(f"{SELECT} where {where} order by m.id", params).fetchall()
+    inputs = [json.loads(row[19] or "{}") for row in rows]
+    attachments = llm_logs.attachments(conn, {i for data in inputs for i in data.get("attachments", [])})
     return [
         Message(
             id=row[0],
@@ -140,6 +180,10 @@ def _read(conn, where: str, params: list) -> list[Message]:
             datetime_utc=row[10],
             updated_utc=row[11],
             worker_record=Worker(*row[12:18]) if row[12] else None,
+            parts=_parts(row[18]),
+            fragments=[Fragment(source, content) for source, content in data.get("fragments", [])],
+            attachments=[attachments[i] for i in data.get("attachments", []) if i in attachments],
+            show_system=data.get("show_system", True),
         )
-        for row in rows
+        for row, data in zip(rows, inputs)
     ]

@@ -13,6 +13,7 @@ from datasette import Response
 
 from .. import memory, partials, permissions, shutdown, sse
 from ..following import Delta, Final, Snapshot, follow
+from ..store.records import ReplyPart
 from ..generations import generations
 from ..rendering import markdown_to_html, render_ahead
 from ..store.database import llm_database
@@ -68,19 +69,32 @@ def _gathered(chunks, transform):
         yield from _slices("".join(batch), transform)
 
 
+# The event that adds to a part being written, by the part's kind
+DELTA_EVENTS = {"text": "token", "reasoning": "reasoning"}
+
+
 async def _events(datasette, request, steps, can_write):
     async for step in steps:
         if isinstance(step, Snapshot):
-            before, after = partials.streaming_text_around(datasette)
-            yield sse.event_pieces(
-                "snapshot",
-                chain([before], _gathered(step.chunks, sse.escape_text), [after]),
-                id=step.length,
-            )
+            yield await _snapshot(datasette, step)
         elif isinstance(step, Delta):
-            yield sse.event("token", sse.escape_text(step.text), id=step.covered)
+            yield sse.event(DELTA_EVENTS[step.kind], sse.escape_text(step.text), id=step.covered)
         elif isinstance(step, Final):
             yield await _final(datasette, request, step, can_write)
+
+
+async def _snapshot(datasette, step: Snapshot):
+    """The reply so far: its finished parts drawn as they will stay (their
+    markdown rendered off the event loop), and the part being written sent
+    in slices of its chunks."""
+    await render_ahead([part.text for part in step.finished if part.kind == "text"])
+    parts = [*step.finished, ReplyPart(step.kind)]
+    before, after = partials.streaming_parts_around(datasette, parts)
+    return sse.event_pieces(
+        "snapshot",
+        chain([before], _gathered(step.chunks, sse.escape_text), [after]),
+        id=step.covered,
+    )
 
 
 async def _final(datasette, request, step: Final, can_write: bool):
@@ -88,12 +102,17 @@ async def _final(datasette, request, step: Final, can_write: bool):
     rendered once (off the event loop) and sent in slices of the cached
     copy: ten streams of a long reply do not make ten copies of it."""
     message = step.message
-    await render_ahead([message.text])
-    before, after = partials.message_around(datasette, request, message, can_write)
+    texts = [part.text for part in message.reply_parts if part.kind == "text"]
+    await render_ahead(texts)
+    around = partials.message_around(datasette, request, message, can_write)
+    if around is None:  # several parts: none of them the long case
+        before, after, body = partials.message(datasette, request, message, can_write), "", ""
+    else:
+        (before, after), body = around, markdown_to_html(texts[0])
     after += partials.chat_status(datasette, request, message.status)
     if step.names_conversation and can_write:
         # the first reply: its title follows, swapped in when it is ready
         after += "\n" + partials.title_update(datasette, request, message.conversation_id)
-    body = markdown_to_html(message.text)
     name = "error" if message.status == "failed" else "done"
-    return sse.event_pieces(name, chain([before], _slices(body), [after]), id=len(message.text))
+    covered = len(message.text) + len(message.reasoning)
+    return sse.event_pieces(name, chain([before], _slices(body), [after]), id=covered)
