@@ -74,6 +74,17 @@ def default_model_id(datasette) -> str | None:
         return None
 
 
+def attachment_types(datasette, model_id) -> list[str]:
+    """The file types a model reads (none for most)."""
+    if not model_id or not is_offered(datasette, model_id):
+        return []
+    try:
+        model, _ = resolve_model(model_id)
+    except llm.UnknownModelError:
+        return []
+    return sorted(getattr(model, "attachment_types", None) or [])
+
+
 def fields_for(datasette, model_id) -> list[OptionField]:
     if not model_id or not is_offered(datasette, model_id):
         return []

@@ -26,6 +26,9 @@ class Settings:
     max_generations_per_actor: int
     # Memory for rendered replies, kept so a page renders markdown once.
     render_cache_mb: float
+    # The largest file a prompt may carry (Datasette's max_post_body_bytes
+    # bounds the whole request too).
+    max_attachment_bytes: int
 
 
 def _number(value, default):
@@ -52,4 +55,5 @@ def settings(datasette) -> Settings:
         idle_timeout=_number(config.get("idle_timeout"), 300.0),
         max_generations_per_actor=int(_number(config.get("max_generations_per_actor"), 4)),
         render_cache_mb=_number(config.get("render_cache_mb"), 64.0),
+        max_attachment_bytes=int(_number(config.get("max_attachment_mb"), 10.0) * 1024 * 1024),
     )

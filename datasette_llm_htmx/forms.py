@@ -1,10 +1,8 @@
 """Reading what a form sent, and checking it. What fails a check is a
 BadInput: a message for beside the form, and a 4xx status."""
 
-from urllib.parse import parse_qsl
-
 import llm
-from datasette.utils.asgi import PayloadTooLarge
+from datasette.utils.asgi import BadRequest, PayloadTooLarge
 from pydantic import ValidationError
 
 from . import catalog
@@ -17,20 +15,85 @@ class BadInput(ShownError):
     """Input the user can fix."""
 
 
-async def read_form(request, datasette) -> dict:
-    max_chars = settings(datasette).max_prompt_chars
-    # Room for the longest allowed prompt, percent-encoded, and a system prompt
-    limit = max(2 * 1024 * 1024, max_chars * 12 * 2)
+async def read_form(request, datasette) -> tuple[dict, list]:
+    """The text fields of a form (urlencoded or multipart) and the files it
+    carried, within Datasette's max_post_body_bytes and the plugin's limits."""
+    config = settings(datasette)
+    max_chars = config.max_prompt_chars
     try:
-        body = await request.post_body(max_bytes=limit)
-    except PayloadTooLarge:
-        raise BadInput(
-            f"The prompt is too long: the limit is {max_chars:,} characters.", 413
+        form = await request.form(
+            files=True,
+            max_request_size=request.max_post_body_bytes,
+            # files are checked against max_attachment_bytes once the text
+            # fields are read: a refusal then keeps what was typed
+            max_file_size=request.max_post_body_bytes,
+            # a prompt of max_prompt_chars characters, four bytes each at most
+            max_field_size=max_chars * 4 + 1024,
+            max_files=MAX_FILES,
         )
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise BadInput("The form was not sent as UTF-8 text.")
+    except (BadRequest, PayloadTooLarge) as error:
+        raise _too_large(str(error), request, config)
+    fields = {}
+    files = []
+    for key, value in form.items():
+        if isinstance(value, str):
+            fields[key] = value  # the last of a repeated field, as before
+        elif key == "attachment" and value.filename:
+            files.append(value)
+    return fields, files
+
+
+MAX_FILES = 10
+
+
+def _too_large(problem: str, request, config) -> BadInput:
+    megabytes = lambda n: f"{n / 1024 / 1024:,.1f} MB"  # noqa: E731
+    if "too large" in problem.lower():
+        return BadInput(
+            f"What you sent is larger than {megabytes(request.max_post_body_bytes)}, the most "
+            f"this site accepts (a prompt can have {config.max_prompt_chars:,} characters).",
+            413,
+        )
+    if "Too many files" in problem:
+        return BadInput(f"Attach at most {MAX_FILES} files at a time.", 413)
+    return BadInput(f"The form could not be read: {problem}.")
+
+
+async def check_attachments(datasette, model, files) -> list[tuple]:
+    """(llm.Attachment, file name) for each file, if the model reads its
+    type and it is not too large: the type is found from the file's bytes,
+    not from what the browser says."""
+    if not files:
+        return []
+    limit = settings(datasette).max_attachment_bytes
+    for upload in files:
+        if upload.size > limit:
+            raise BadInput(
+                f"{upload.filename!r} is larger than {limit / 1024 / 1024:,.1f} MB, the most "
+                "this site accepts. Attach a smaller file.",
+                413,
+            )
+    accepted = sorted(getattr(model, "attachment_types", None) or [])
+    if not accepted:
+        raise BadInput(f"The model '{model.model_id}' cannot read attached files.")
+    uploads = []
+    for upload in files:
+        content = await upload.read()
+        await upload.close()
+        attachment = llm.Attachment(content=content)
+        try:
+            kind = attachment.resolve_type()
+        except Exception:
+            kind = None
+        kind = kind or upload.content_type
+        if kind not in accepted:
+            raise BadInput(
+                f"The model '{model.model_id}' cannot read {upload.filename!r}"
+                f" ({kind or 'unknown type'}): it reads {', '.join(accepted)}."
+            )
+        attachment.type = kind
+        uploads.append((attachment, valid_text(upload.filename)[:200]))
+    return uploads
 
 
 def check_model(datasette, model_id: str):

@@ -19,6 +19,8 @@ import asyncio
 import logging
 import time
 
+import llm
+
 from . import liveness, memory, shutdown, titles
 from .catalog import resolve_model
 from .config import settings
@@ -26,7 +28,7 @@ from .errors import ShownError
 from .generation import Generation, describe_error, run_model
 from .store import llm_logs, unlogged
 from .store.database import llm_database, write_until_done, write_within
-from .store.records import Message
+from .store.records import Attachment, Message
 from .sync_bridge import threads_alive
 
 logger = logging.getLogger(__name__)
@@ -69,15 +71,39 @@ class Generations:
 
     # Starting
 
-    async def start(self, message: Message, *, actor_id, new_conversation: bool) -> Generation:
+    async def start(
+        self,
+        message: Message,
+        *,
+        actor_id,
+        new_conversation: bool,
+        uploads=(),
+        resend: bool = False,
+    ) -> Generation:
         """Record the message and start generating its reply. Raises a
-        ShownError (the prompt is kept) if it cannot start now."""
+        ShownError (the prompt is kept) if it cannot start now.
+
+        ``uploads`` are (llm.Attachment, file name) sent with the prompt;
+        ``resend`` sends the fragments and attachments the message already
+        names (a retry), read back from logs.db."""
         self._check_capacity(actor_id)
         shutdown.watch_signals(self)
         model, is_async = resolve_model(message.model_id)
         conversation = await self._conversation(message.conversation_id, model, is_async)
+        attachments = [attachment for attachment, _name in uploads]
+        if resend and message.attachments:
+            attachments = await self.db.execute_fn(
+                lambda conn: llm_logs.llm_attachments(conn, [a.id for a in message.attachments])
+            )
+        message.attachments = message.attachments if resend else [
+            Attachment(a.id(), a.type, len(a.content or b""), name=name) for a, name in uploads
+        ]
         response = conversation.prompt(
-            message.prompt, system=message.system, options=message.options
+            message.prompt,
+            system=message.system,
+            options=message.options,
+            attachments=attachments or None,
+            fragments=[llm.Fragment(f.content, f.source or "") for f in message.fragments] or None,
         )
         response.id = message.id  # the logged response keeps the message's id
         message.status = "pending"
@@ -94,6 +120,8 @@ class Generations:
         def record(conn):
             if register:
                 unlogged.register_worker(conn, liveness.THIS_WORKER)
+            for attachment, name in uploads:
+                llm_logs.store_attachment(conn, attachment, name)
             unlogged.record_start(conn, message, actor_id, new_conversation)
 
         try:

@@ -71,7 +71,8 @@ def title_update(datasette, request, cid: str) -> Markup:
 
 
 def options(datasette, request, model_id, form) -> Markup:
-    """A model's option fields, filled in from the form; open when any is."""
+    """A model's option fields, filled in from the form (open when any is),
+    and its file input, if it reads files."""
     return render_partial(
         datasette,
         "_options.html",
@@ -80,7 +81,16 @@ def options(datasette, request, model_id, form) -> Markup:
         values=form,
         model_id=model_id,
         open=any(k.startswith("option_") and v for k, v in form.items()),
+        **attachment_field(datasette, model_id),
     )
+
+
+def attachment_field(datasette, model_id) -> dict:
+    """What ``_attachment_field.html`` needs: the types the model reads."""
+    return {
+        "accept": catalog.attachment_types(datasette, model_id),
+        "max_bytes": settings(datasette).max_attachment_bytes,
+    }
 
 
 def form_error(datasette, request, text: str) -> Markup:

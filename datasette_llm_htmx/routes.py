@@ -22,6 +22,7 @@ ROUTES = [
     (rf"^/-/llm/{CID}/retry/{MID}$", {"POST": actions.retry}),
     (rf"^/-/llm/{CID}/title$", {"GET": pages.title, "POST": actions.rename}),
     (rf"^/-/llm/{CID}/prompt/{MID}$", {"GET": pages.whole_prompt}),
+    (rf"^/-/llm/{CID}/attachment/(?P<aid>[^/]+)$", {"GET": pages.attachment}),
 ]
 
 

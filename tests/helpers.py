@@ -55,8 +55,9 @@ def streamed_text(events):
     text = ""
     for event in events:
         if event.name == "snapshot":
-            inner = re.sub(r"^<div[^>]*>|</div>$", "", event.data)
-            text = html.unescape(inner)
+            # the text being written is the last element of a snapshot
+            inner = re.search(r'<div class="stream-text"[^>]*>(.*)</div>\s*$', event.data, re.S)
+            text = html.unescape(inner.group(1)) if inner else ""
         elif event.name == "token":
             text += html.unescape(event.data)
     return text

@@ -20,6 +20,7 @@ import time
 from typing import Optional
 
 import llm
+import llm.parts
 from pydantic import Field
 
 
@@ -56,6 +57,10 @@ class _Shared:
         hold: Optional[float] = Field(
             description="Seconds to wait after the last token", default=None, ge=0, le=60
         )
+        reasoning: Optional[str] = Field(
+            description="Reason with this text, a word at a time, before the reply",
+            default=None,
+        )
 
     def tokens(self, prompt) -> list[str]:
         options = prompt.options
@@ -83,6 +88,15 @@ class _Shared:
         count = 5 if options.chunks is None else options.chunks
         return head + [f"token{i} " for i in range(count)]
 
+    def reasoning(self, prompt) -> list:
+        text = prompt.options.reasoning
+        if not text:
+            return []
+        return [
+            llm.parts.StreamEvent(type="reasoning", chunk=word)
+            for word in re.findall(r"\s*\S+\s*|\s+", text)
+        ]
+
     def record_call(self, prompt):
         path = os.environ.get("LLM_HTMX_TEST_CALLS")
         if path:
@@ -100,6 +114,10 @@ class Steady(_Shared, llm.Model):
         self.record_call(prompt)
         tokens = self.tokens(prompt)
         delay = prompt.options.delay or 0
+        for event in self.reasoning(prompt):
+            if delay:
+                time.sleep(delay)
+            yield event
         for i, token in enumerate(tokens):
             if prompt.options.fail_after is not None and i >= prompt.options.fail_after:
                 raise RuntimeError(f"steady failed after {i} tokens")
@@ -118,6 +136,10 @@ class SteadyAsync(_Shared, llm.AsyncModel):
         self.record_call(prompt)
         tokens = self.tokens(prompt)
         delay = prompt.options.delay or 0
+        for event in self.reasoning(prompt):
+            if delay:
+                await asyncio.sleep(delay)
+            yield event
         for i, token in enumerate(tokens):
             if prompt.options.fail_after is not None and i >= prompt.options.fail_after:
                 raise RuntimeError(f"steady failed after {i} tokens")

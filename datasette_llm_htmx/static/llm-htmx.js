@@ -24,10 +24,42 @@
     var textarea = document.getElementById("prompt");
     if (!textarea) return;
     if (elt.closest("#prompt-form")) {
-      if (event.detail.successful) textarea.value = "";
+      if (event.detail.successful) {
+        textarea.value = "";
+        var files = elt.closest("form").querySelector("input[data-attachments]");
+        if (files) files.value = "";
+      }
       textarea.focus();
     } else if (elt.closest(".stop-form, .retry-form")) {
       textarea.focus();
+    }
+  });
+
+  // Files pasted or dropped on a prompt join its form's file input (the
+  // input alone works without JavaScript).
+  function addFiles(form, files) {
+    var input = form && form.querySelector("input[data-attachments]");
+    if (!input || !files || !files.length) return false;
+    var all = new DataTransfer();
+    Array.prototype.forEach.call(input.files, function (f) { all.items.add(f); });
+    Array.prototype.forEach.call(files, function (f) { all.items.add(f); });
+    input.files = all.files;
+    return true;
+  }
+  document.addEventListener("paste", function (event) {
+    var target = event.target;
+    if (!target.matches || !target.matches("textarea[data-send-shortcut]")) return;
+    if (addFiles(target.form, event.clipboardData && event.clipboardData.files)) {
+      event.preventDefault();
+    }
+  });
+  document.addEventListener("dragover", function (event) {
+    if (event.target.closest && event.target.closest(".llm-form")) event.preventDefault();
+  });
+  document.addEventListener("drop", function (event) {
+    var form = event.target.closest && event.target.closest(".llm-form");
+    if (form && addFiles(form, event.dataTransfer && event.dataTransfer.files)) {
+      event.preventDefault();
     }
   });
 

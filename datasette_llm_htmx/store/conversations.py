@@ -33,6 +33,13 @@ def read(conn, cid: str, with_messages: bool = True) -> Conversation | None:
         message.show_system = bool(message.system) and message.system != shown
         shown = message.system or shown
     name = (thread and thread[0]) or (legacy and legacy[0]) or None
+    first = ordered[0] if ordered else None
+    if name and first and first.fragments:
+        # llm named it after its whole first prompt, fragments included: the
+        # title comes from what was typed instead
+        whole = "\n".join([*(f.content for f in first.fragments), first.prompt])
+        if name == llm_logs.default_name(whole):
+            name = None
     model_id = (
         (initiated and initiated[0])
         or (ordered and ordered[0].model_id)

@@ -7,7 +7,8 @@ browser. Writes go through llm's own code (``log_to_db``); the one write by
 hand is a conversation's name.
 
 llm internals used (an llm upgrade should need changes here only):
-``llm.logs.LogStore`` (creating a thread to name), ``llm.logs.ensure_attachment``
+``llm.logs.LogStore`` (creating a thread to name), ``llm.models._conversation_name``
+(the name llm gives a thread), ``llm.logs.ensure_attachment``
 (storing an upload as llm stores attachments), ``llm.cli.load_conversation``
 (the history of a conversation, as ``llm chat --cid`` rebuilds it), and a
 response's ``_chunks``/``_stream_events`` (made valid UTF-8 before logging).
@@ -44,6 +45,13 @@ def load_conversation(path: str, cid: str, is_async: bool):
     """The llm conversation ``cid`` with its history, as `llm chat --cid`
     rebuilds it. Blocking: run it in a thread."""
     return _llm_load_conversation(cid, async_=is_async, database=path)
+
+
+def default_name(prompt: str) -> str:
+    """The name llm gives a conversation it logs: its first prompt, short."""
+    from llm.models import _conversation_name
+
+    return _conversation_name(prompt)
 
 
 def is_logged(conn, cid: str) -> bool:
@@ -209,6 +217,19 @@ def store_attachment(conn, attachment, name: str | None) -> str:
             [attachment_id, name],
         )
     return attachment_id
+
+
+def llm_attachments(conn, ids: list[str]) -> list:
+    """llm.Attachment objects for attachments already stored, to send them
+    again (a retry): their bytes, or their path or URL as llm kept them."""
+    import llm
+
+    rows = {row[0]: row for row in _rows(conn, "select id, type, content, path, url from attachments", ids)}
+    return [
+        llm.Attachment(type=row[1], content=row[2], path=row[3], url=row[4])
+        for row in (rows.get(i) for i in ids)
+        if row is not None
+    ]
 
 
 def attachment_content(conn, attachment_id: str) -> tuple | None:

@@ -151,7 +151,7 @@ class Conversation:
         if self.name:
             return self.name
         if self.messages:
-            return self.messages[0].prompt[:60] or "Untitled"
+            return " ".join(self.messages[0].prompt.split())[:60] or "Untitled"
         return "Untitled"
 
 

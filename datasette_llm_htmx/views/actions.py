@@ -8,7 +8,15 @@ beside the form with everything typed kept.
 
 from .. import partials, permissions, titles
 from ..errors import ShownError
-from ..forms import BadInput, check_model, check_options, check_prompt, check_title, read_form
+from ..forms import (
+    BadInput,
+    check_attachments,
+    check_model,
+    check_options,
+    check_prompt,
+    check_title,
+    read_form,
+)
 from ..generations import generations
 from ..ids import new_id
 from ..store import conversations, llm_logs, unlogged
@@ -31,14 +39,18 @@ async def start(request, datasette):
     await permissions.require_chat(datasette, request)
     form = {}
     try:
-        form = await read_form(request, datasette)
+        form, files = await read_form(request, datasette)
         model = check_model(datasette, form.get("model_id", ""))
         prompt, system = check_prompt(datasette, form)
         options = check_options(model, form)
+        uploads = await check_attachments(datasette, model, files)
         cid = new_id()
         message = new_message(cid, model.model_id, prompt, system, options)
         await generations(datasette).start(
-            message, actor_id=permissions.actor_id(request.actor), new_conversation=True
+            message,
+            actor_id=permissions.actor_id(request.actor),
+            new_conversation=True,
+            uploads=uploads,
         )
     except ShownError as error:
         if is_htmx(request):
@@ -58,7 +70,7 @@ async def follow_up(request, datasette):
     )
     form = {}
     try:
-        form = await read_form(request, datasette)
+        form, files = await read_form(request, datasette)
         if any(registry.up_to_date(m).in_flight for m in pending):
             raise BadInput(
                 "A reply is still being written. Wait for it to finish or stop it, "
@@ -74,9 +86,13 @@ async def follow_up(request, datasette):
             )
         prompt, _system = check_prompt(datasette, form)
         options = check_options(model, form)
+        uploads = await check_attachments(datasette, model, files)
         message = new_message(conversation.id, model.model_id, prompt, None, options)
         await registry.start(
-            message, actor_id=permissions.actor_id(request.actor), new_conversation=False
+            message,
+            actor_id=permissions.actor_id(request.actor),
+            new_conversation=False,
+            uploads=uploads,
         )
     except ShownError as error:
         return await _problem_in_conversation(datasette, request, error, form)
@@ -95,8 +111,16 @@ async def retry(request, datasette):
         message = new_message(
             conversation.id, model.model_id, failed.prompt, failed.system, failed.options
         )
+        # what the failed prompt carried, sent again; its system prompt is
+        # on the page already, above
+        message.fragments = failed.fragments
+        message.attachments = failed.attachments
+        message.show_system = False
         await generations(datasette).start(
-            message, actor_id=permissions.actor_id(request.actor), new_conversation=False
+            message,
+            actor_id=permissions.actor_id(request.actor),
+            new_conversation=False,
+            resend=True,
         )
     except ShownError as error:
         return await _problem_in_conversation(datasette, request, error, {})
@@ -155,7 +179,7 @@ async def rename(request, datasette):
     conversation = await load_writable(datasette, request)
     form = {}
     try:
-        form = await read_form(request, datasette)
+        form, _files = await read_form(request, datasette)
         new_title = check_title(form, titles.MAX_TITLE_CHARS)
         await write_within(
             llm_database(datasette),

@@ -2,8 +2,10 @@
 the rename form, the exports, a model's option fields."""
 
 import asyncio
+import hashlib
+import re
 
-from datasette import Response
+from datasette import NotFound, Response
 from markupsafe import Markup
 
 from .. import catalog, partials, permissions, titles
@@ -12,7 +14,7 @@ from ..generations import generations
 from ..ids import is_id
 from ..partials import TEMPLATE_DIR
 from ..rendering import render_ahead
-from ..store import listing
+from ..store import listing, llm_logs
 from ..store.database import llm_database
 from .common import find_message, html_response, is_htmx, load_readable, load_writable
 
@@ -94,7 +96,10 @@ async def conversation_page(request, datasette):
 async def render_conversation(datasette, request, conversation, *, error=None, form=None, status=200):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
     context = partials.message_context(datasette, conversation.id, can_write)
-    await render_ahead([m.text for m in conversation.messages if not m.in_flight])
+    await render_ahead(
+        [p.text for m in conversation.messages for p in m.reply_parts if p.kind == "text"]
+    )
+    latest_model = conversation.messages[-1].model_id if conversation.messages else None
     # pre-rendered partials: one _message.html each
     messages = Markup("\n").join(
         partials.message(datasette, request, message, can_write, context)
@@ -110,6 +115,7 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
                 "streaming": any(m.in_flight for m in conversation.messages),
                 "form": form or {},
                 "error": error,
+                **partials.attachment_field(datasette, latest_model),
                 **context,
             },
             request=request,
@@ -149,6 +155,58 @@ async def export(request, datasette):
     return Response(
         body, headers=exports.EXPORT_HEADERS, content_type=f"{content_type}; charset=utf-8"
     )
+
+
+ATTACHMENT_ID = re.compile(r"^[0-9a-f]{64}$")
+# An attachment is data, never a page: images the plugin shows inline keep
+# their type, anything else is a download; nothing runs, nothing is sniffed.
+ATTACHMENT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "private, max-age=31536000, immutable",  # content-addressed
+}
+
+
+async def attachment(request, datasette):
+    """A file sent with a prompt of this conversation, from logs.db."""
+    conversation = await load_readable(datasette, request)
+    attachment_id = request.url_vars["aid"]
+    known = {
+        a.id: a
+        for m in conversation.messages
+        for a in [*m.attachments, *(a for r in m.tool_results for a in r.attachments)]
+    }
+    if not ATTACHMENT_ID.match(attachment_id) or attachment_id not in known:
+        raise NotFound(f"Attachment not found: {attachment_id}")
+    row = await llm_database(datasette).execute_fn(
+        lambda conn: llm_logs.attachment_content(conn, attachment_id)
+    )
+    content = row[1] if row else None
+    if content is None and row and row[2]:
+        content = await asyncio.to_thread(_file_if_unchanged, row[2], attachment_id)
+    if content is None:
+        raise NotFound("The file of this attachment is not kept in logs.db.")
+    shown = known[attachment_id]
+    headers = dict(ATTACHMENT_HEADERS)
+    if shown.is_image:
+        content_type = shown.type
+    else:
+        content_type = "application/octet-stream"
+        name = re.sub(r'[^\w. -]', "_", shown.name or f"attachment-{attachment_id[:12]}")
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return Response(content, headers=headers, content_type=content_type)
+
+
+def _file_if_unchanged(path: str, attachment_id: str) -> bytes | None:
+    """The file `llm -a` recorded by its path, if it still holds what was
+    sent (llm's attachment id is the SHA-256 of the bytes)."""
+    try:
+        with open(path, "rb") as fp:
+            content = fp.read()
+    except OSError:
+        return None
+    return content if hashlib.sha256(content).hexdigest() == attachment_id else None
 
 
 async def title(request, datasette):

@@ -152,3 +152,23 @@ def start_in_browser(add_option):
         page.wait_for_url(re.compile(r"/-/llm/[0-9a-z]{26}$"))
 
     return start_in_browser
+
+
+AXE = HERE.parent / "vendor" / "axe-core-4.14.1.min.js"
+
+
+@pytest.fixture
+def run_axe():
+    """run_axe(page): axe-core's serious and critical violations on the
+    page, evaluated from outside it (the page's CSP stands)."""
+
+    def run_axe(page):
+        page.evaluate(AXE.read_text())
+        violations = page.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+                .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                            nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 3)}))"""
+        )
+        return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+    return run_axe

@@ -11,7 +11,6 @@ pytestmark = [
     pytest.mark.flaky(reruns=1),
 ]
 
-AXE = pathlib.Path(__file__).parent.parent / "vendor" / "axe-core-4.14.1.min.js"
 CONVERSATION_URL = re.compile(r"/-/llm/[0-9a-z]{26}$")
 
 DESCRIBE_FOCUS = """() => {
@@ -161,17 +160,7 @@ def test_javascript_off(root_context, server):
     assert page.locator("#conversation-title h1").inner_text() == chosen
 
 
-def run_axe(page):
-    page.evaluate(AXE.read_text())  # evaluated from outside: the page's CSP stands
-    violations = page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
-            .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                        nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 3)}))"""
-    )
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
-
-
-def test_axe_finds_no_serious_violations(page, server, start_in_browser):
+def test_axe_finds_no_serious_violations(page, server, start_in_browser, run_axe):
     page.goto(server.url + "/-/llm")
     assert run_axe(page) == []
     start_in_browser(
