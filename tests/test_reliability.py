@@ -428,3 +428,19 @@ def test_rendering_never_pauses_other_streams(make_server):
     assert rendering > 0.2  # the page did have markdown to render
     # tokens every 30 ms, batched at most every 50 ms: a pause shows as a gap
     assert max(gaps) < 0.25, (max(gaps), rendering)
+
+
+def test_the_llm_cli_writing_while_the_server_streams():
+    """Real `llm` CLI runs logging to the same logs.db while replies stream.
+    The server loses nothing. The CLI logs in a transaction that reads
+    before it writes, so SQLite fails it at once (it does not wait) if any
+    other writer commits in between: llm's own writers alone lose 4 in 5
+    that way (bench/reliability.py llm-alone). The plugin's share is one
+    short write a second; measured, 2 CLI runs in 900 failed (0.1.0: 1 in
+    150). A bound, not zero, on that side: see docs/reliability.md."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent.parent / "bench"))
+    from reliability import cli_while_streaming
+
+    outcome = cli_while_streaming(runs=30, streams=4)
+    assert outcome["server lost"] == 0, outcome
+    assert outcome["cli lost"] <= 1, outcome
