@@ -32,16 +32,21 @@ def model_choices(datasette) -> list[tuple[str, str, bool]]:
     Asking every plugin for its models and reading keys.json for each costs
     milliseconds, so the answer is kept for a few seconds."""
     allowed = settings(datasette).models
-    cached = _choices_cache.get(allowed)
+    key = (allowed, settings(datasette).hide_models_without_keys)
+    cached = _choices_cache.get(key)
     if cached and cached[0] > time.monotonic():
         return cached[1]
+    hide_keyless = settings(datasette).hide_models_without_keys
     choices = []
     for entry in llm.get_models_with_aliases():
         model = entry.model or entry.async_model
         if allowed is not None and model.model_id not in allowed:
             continue
-        choices.append((model.model_id, str(model.model_id), missing_key(model)))
-    _choices_cache[allowed] = (time.monotonic() + CHOICES_TTL, choices)
+        needs_key = missing_key(model)
+        if needs_key and hide_keyless:
+            continue
+        choices.append((model.model_id, str(model.model_id), needs_key))
+    _choices_cache[key] = (time.monotonic() + CHOICES_TTL, choices)
     return choices
 
 
@@ -72,6 +77,18 @@ def default_model_id(datasette) -> str | None:
         return llm.get_default_model()
     except Exception:
         return None
+
+
+def supports_conversation(datasette, model_id) -> bool:
+    """Can the model take the prompts before (llm raises
+    ConversationNotSupported for one that cannot)?"""
+    if not model_id:
+        return True
+    try:
+        model, _ = resolve_model(model_id)
+    except llm.UnknownModelError:
+        return True
+    return getattr(model, "supports_conversation", True)
 
 
 def attachment_types(datasette, model_id) -> list[str]:

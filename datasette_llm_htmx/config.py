@@ -29,6 +29,8 @@ class Settings:
     # The largest file a prompt may carry (Datasette's max_post_body_bytes
     # bounds the whole request too).
     max_attachment_bytes: int
+    # Leave models that need a key nobody set out of the model select.
+    hide_models_without_keys: bool
 
 
 def _number(value, default):
@@ -56,4 +58,5 @@ def settings(datasette) -> Settings:
         max_generations_per_actor=int(_number(config.get("max_generations_per_actor"), 4)),
         render_cache_mb=_number(config.get("render_cache_mb"), 64.0),
         max_attachment_bytes=int(_number(config.get("max_attachment_mb"), 10.0) * 1024 * 1024),
+        hide_models_without_keys=bool(config.get("hide_models_without_keys", False)),
     )

@@ -142,12 +142,32 @@ def check_options(model, form) -> dict:
     try:
         options = model.Options(**values)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise BadInput(f"Invalid option: {problems}.")
+        problems = "; ".join(_in_words(e) for e in error.errors())
+        raise BadInput(f"Check the options: {problems}.")
     return {k: v for k, v in options.model_dump().items() if k in values}
+
+
+def _in_words(error: dict) -> str:
+    """A pydantic error as a person would say it."""
+    name = ".".join(str(p) for p in error.get("loc", ())) or "an option"
+    context = error.get("ctx") or {}
+    kind = error.get("type", "")
+    said = {
+        "greater_than_equal": f"must be at least {context.get('ge')}",
+        "greater_than": f"must be more than {context.get('gt')}",
+        "less_than_equal": f"must be at most {context.get('le')}",
+        "less_than": f"must be less than {context.get('lt')}",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "float_parsing": "must be a number",
+        "bool_parsing": "must be yes or no",
+        "extra_forbidden": "is not an option of this model",
+        "string_too_long": f"can have at most {context.get('max_length')} characters",
+        "string_too_short": f"needs at least {context.get('min_length')} characters",
+        "literal_error": f"must be {context.get('expected')}",
+        "enum": f"must be {context.get('expected')}",
+    }.get(kind)
+    return f"{name} {said}" if said else f"{name}: {error.get('msg', 'is not valid')}"
 
 
 def check_title(form, max_chars: int) -> str:

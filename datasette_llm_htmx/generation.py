@@ -10,6 +10,7 @@ cancellation), and chunks it sends after that are dropped.
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from dataclasses import replace
@@ -276,11 +277,25 @@ def take_event(generation: Generation, event) -> None:
 
 
 
+# How models say a conversation no longer fits (llama.cpp, OpenAI, Anthropic...)
+CONTEXT_OVERFLOW = re.compile(
+    r"exceed(s|ed)? (the )?context window|context[_ ]length|maximum context|"
+    r"context_length_exceeded|prompt is too long|too many tokens",
+    re.IGNORECASE,
+)
+
+
 def describe_error(error: BaseException) -> str:
     text = str(error) or error.__class__.__name__
     if isinstance(error, KeyError) and error.args:
         text = str(error.args[0])
-    return valid_text(text)
+    text = valid_text(text)
+    if CONTEXT_OVERFLOW.search(text):
+        return (
+            f"The conversation no longer fits in the model's context window ({text}). "
+            "Continue in a new conversation: it carries the last exchange."
+        )
+    return text
 
 
 

@@ -18,6 +18,7 @@ retries until it lands.
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import llm
 
@@ -44,6 +45,19 @@ CONVERSATION_KEPT_UP_TO = 200_000  # characters of a reply whose conversation st
 
 class TooBusy(ShownError):
     status = 429
+
+
+@dataclass
+class Fork:
+    """Where a new thread of a conversation starts: at message ``tip`` of
+    thread ``forked_from`` (None: at the root), or, for a pre-0.32
+    conversation, after the ``legacy_history`` it is given."""
+
+    tip: str | None
+    forked_from: str
+    root_id: str
+    name: str | None
+    legacy_history: list | None = None
 
 
 class Generations:
@@ -79,31 +93,44 @@ class Generations:
         new_conversation: bool,
         uploads=(),
         resend: bool = False,
+        fork: "Fork | None" = None,
+        new_system: bool = False,
     ) -> Generation:
         """Record the message and start generating its reply. Raises a
         ShownError (the prompt is kept) if it cannot start now.
 
         ``uploads`` are (llm.Attachment, file name) sent with the prompt;
         ``resend`` sends the fragments and attachments the message already
-        names (a retry), read back from logs.db."""
+        names (a retry, a regenerate, an edit), read back from logs.db;
+        ``fork`` starts the message in a new thread forked from another (its
+        conversation_id); ``new_system`` puts its system prompt in the
+        history from here on (a change mid-conversation)."""
         self._check_capacity(actor_id)
         shutdown.watch_signals(self)
         model, is_async = resolve_model(message.model_id)
-        conversation = await self._conversation(message.conversation_id, model, is_async)
+        explicit = None
+        if fork is not None:
+            conversation = await self._forked_conversation(message.conversation_id, fork, model)
+        else:
+            conversation = await self._conversation(message.conversation_id, model, is_async)
+            if new_system:
+                explicit = [*llm_logs.history_of(conversation), llm.system(message.system)]
         attachments = [attachment for attachment, _name in uploads]
         if resend and message.attachments:
             attachments = await self.db.execute_fn(
                 lambda conn: llm_logs.llm_attachments(conn, [a.id for a in message.attachments])
             )
-        message.attachments = message.attachments if resend else [
-            Attachment(a.id(), a.type, len(a.content or b""), name=name) for a, name in uploads
-        ]
+        if not resend:
+            message.attachments = [
+                Attachment(a.id(), a.type, len(a.content or b""), name=name) for a, name in uploads
+            ]
         response = conversation.prompt(
             message.prompt,
             system=message.system,
             options=message.options,
             attachments=attachments or None,
             fragments=[llm.Fragment(f.content, f.source or "") for f in message.fragments] or None,
+            messages=explicit,
         )
         response.id = message.id  # the logged response keeps the message's id
         message.status = "pending"
@@ -122,7 +149,15 @@ class Generations:
                 unlogged.register_worker(conn, liveness.THIS_WORKER)
             for attachment, name in uploads:
                 llm_logs.store_attachment(conn, attachment, name)
-            unlogged.record_start(conn, message, actor_id, new_conversation)
+            if fork is not None:
+                tip = fork.tip
+                if fork.legacy_history is not None:
+                    llm_logs.ensure_thread(conn, fork.forked_from, fork.name)
+                    tip = llm_logs.store_messages(conn, fork.legacy_history)
+                llm_logs.create_fork(conn, message.conversation_id, tip, fork.forked_from, fork.name)
+            unlogged.record_start(
+                conn, message, actor_id, new_conversation, fork.root_id if fork else None
+            )
 
         try:
             await write_within(self.db, record, START_WAIT)
@@ -131,11 +166,24 @@ class Generations:
             generation.end("failed", "not recorded")
             generation.saved = True  # nothing of it reached the database
             self._forget(generation)
+            self.conversations.pop(message.conversation_id, None)
             raise
         self._worker_registered = True
         generation.recorded = True
         self._ensure_saver()
         return generation
+
+    async def _forked_conversation(self, thread_id: str, fork: "Fork", model):
+        """An llm conversation for a new fork: the history up to where it
+        forks, logged into the new thread."""
+        history = fork.legacy_history
+        if history is None:
+            history = await self.db.execute_fn(lambda conn: llm_logs.history(conn, fork.tip))
+        conversation = model.conversation()
+        conversation.id = thread_id
+        conversation.loaded_messages = history or None
+        self.conversations[thread_id] = conversation
+        return conversation
 
     def _check_capacity(self, actor_id) -> None:
         if self.shutting_down.is_set():
@@ -158,19 +206,27 @@ class Generations:
         Kept in memory between prompts (a few dozen), as ``llm chat`` does;
         otherwise rebuilt from logs.db, as ``llm chat --cid`` does.
         """
-        conversation = self.conversations.pop(cid, None)
-        if conversation is not None and conversation.model.model_id == model.model_id:
-            self.conversations[cid] = conversation  # most recently used last
-            return conversation
-        conversation = None
-        if await self.db.execute_fn(lambda conn: llm_logs.is_logged(conn, cid)):
+        cached = self.conversations.pop(cid, None)
+        latest = await self.db.execute_fn(lambda conn: llm_logs.latest_turn(conn, cid))
+        if cached is not None and getattr(cached, "latest_turn", None) != (latest and latest[1]):
+            cached = None  # someone else (the llm CLI) went on with it since
+        if cached is not None and cached.model.model_id == model.model_id:
+            self.conversations[cid] = cached  # most recently used last
+            return cached
+        if cached is not None:
+            history = llm_logs.history_of(cached)  # the same history, another model
+        else:
+            history = await self.db.execute_fn(lambda conn: llm_logs.thread_history(conn, cid))
+        if history is None:  # a pre-0.32 conversation: llm rebuilds it
             conversation = await asyncio.to_thread(
                 llm_logs.load_conversation, self.db.path, cid, is_async
             )
             conversation.model = model
-        if conversation is None:
+        else:
             conversation = model.conversation()
             conversation.id = cid
+            conversation.loaded_messages = history or None
+        conversation.latest_turn = latest and latest[1]
         self.conversations[cid] = conversation
         while len(self.conversations) > CONVERSATIONS_KEPT:
             self.conversations.pop(next(iter(self.conversations)))
@@ -224,6 +280,9 @@ class Generations:
             return "failed", "The reply could not be logged: " + error.message
         except Exception as error:
             return "failed", "The reply could not be logged: " + describe_error(error)
+        conversation = self.conversations.get(message.conversation_id)
+        if conversation is not None and conversation is response.conversation:
+            conversation.latest_turn = message.id  # the cache stays in step
         message.input_tokens = response.input_tokens
         message.output_tokens = response.output_tokens
         duration = response.duration_ms()

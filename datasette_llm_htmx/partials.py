@@ -116,6 +116,12 @@ def chat_status(datasette, request, status: str) -> Markup:
     )
 
 
+def system_was(datasette, request, system: str | None) -> Markup:
+    """The system prompt the follow-up form shows, out of band once it has
+    changed, so the next follow-up does not change it again."""
+    return render_partial(datasette, "_system_was.html", request=request, system=system, oob=True)
+
+
 # A sent form's last error goes once something new is accepted.
 CLEAR_FORM_ERROR = Markup('<div id="form-error" hx-swap-oob="innerHTML"></div>')
 

@@ -133,3 +133,11 @@ async def can_write(datasette, actor, conversation) -> bool:
     if conversation.actor_id is None:
         return await can_view_all(datasette, actor)
     return conversation.actor_id == actor_id(actor)
+
+
+async def can_delete(datasette, actor, conversation) -> bool:
+    """Delete: the owner, or whoever may read everything (the llm CLI's
+    conversations included)."""
+    if await can_view_all(datasette, actor):
+        return True
+    return await can_write(datasette, actor, conversation)

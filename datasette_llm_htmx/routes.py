@@ -5,7 +5,7 @@ any handler runs."""
 
 from datasette import Response
 
-from .views import actions, pages, stream
+from .views import actions, pages, steering, stream
 
 CID = r"(?P<cid>[^/.]+)"
 MID = r"(?P<mid>[^/]+)"
@@ -23,6 +23,10 @@ ROUTES = [
     (rf"^/-/llm/{CID}/title$", {"GET": pages.title, "POST": actions.rename}),
     (rf"^/-/llm/{CID}/prompt/{MID}$", {"GET": pages.whole_prompt}),
     (rf"^/-/llm/{CID}/attachment/(?P<aid>[^/]+)$", {"GET": pages.attachment}),
+    (rf"^/-/llm/{CID}/regenerate/{MID}$", {"POST": steering.regenerate}),
+    (rf"^/-/llm/{CID}/edit/{MID}$", {"GET": steering.edit, "POST": steering.edit}),
+    (rf"^/-/llm/{CID}/carry/{MID}$", {"POST": steering.carry}),
+    (rf"^/-/llm/{CID}/delete$", {"GET": steering.delete, "POST": steering.delete}),
 ]
 
 

@@ -5,6 +5,7 @@ llm before 0.32 logged them."""
 import asyncio
 import html
 import os
+import pathlib
 import re
 import sqlite3
 import subprocess
@@ -92,9 +93,9 @@ def calls(user_dir):
 
 
 def llm_cli(user_dir, *args, input=None):
-    """Run the real llm CLI against the test's logs.db."""
+    """Run the real llm CLI (with the test models) against the test's logs.db."""
     result = subprocess.run(
-        [sys.executable, "-m", "llm", *args],
+        [sys.executable, str(pathlib.Path(__file__).parent / "llm_cli.py"), *args],
         env={**os.environ, "LLM_USER_PATH": str(user_dir)},
         capture_output=True,
         text=True,

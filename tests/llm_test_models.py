@@ -33,6 +33,8 @@ def register_models(register):
     register(SteadySync())
     register(Odd(), OddAsync())
     register(OddSync())
+    register(Lonely())
+    register(Windowed())
 
 
 class _Shared:
@@ -223,3 +225,38 @@ class OddAsync(llm.AsyncModel):
 
 class OddSync(Odd):
     model_id = "odd-sync"
+
+
+class Lonely(llm.Model):
+    """A model that answers one prompt at a time (llm raises
+    ConversationNotSupported if it is given a history)."""
+
+    model_id = "lonely"
+    supports_conversation = False
+    can_stream = True
+
+    def execute(self, prompt, stream, response, conversation=None):
+        yield f"Alone with: {prompt.prompt}"
+
+
+WINDOW = 60  # characters of earlier messages the windowed model can hold
+
+
+class Windowed(llm.Model):
+    """A model with a small context window, as SmolLM2's 512 tokens: it
+    fails as llama.cpp does once the conversation is longer."""
+
+    model_id = "windowed"
+    can_stream = True
+
+    def execute(self, prompt, stream, response, conversation=None):
+        used = sum(
+            len(getattr(part, "text", "") or "")
+            for message in prompt.messages[:-1]
+            for part in message.parts
+        )
+        if used > WINDOW:
+            raise ValueError(f"Requested tokens ({used}) exceed context window of {WINDOW}")
+        yield f"Heard {len(prompt.messages)} messages: " + ", ".join(
+            getattr(message.parts[0], "text", "")[:20] for message in prompt.messages if message.parts
+        )

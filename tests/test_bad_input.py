@@ -44,9 +44,9 @@ async def post_start(ds, htmx=False, **data):
         ({"model_id": ""}, 400, "Choose a model."),
         ({"prompt": "x" * 1001}, 413, "The prompt is 1,001 characters long: the limit is 1,000."),
         ({"system": "y" * 1001}, 413, "The system prompt is 1,001 characters long"),
-        ({"option_chunks": "many"}, 400, "Invalid option: chunks: Input should be a valid integer"),
-        ({"option_delay": "-1"}, 400, "Invalid option: delay: Input should be greater than or equal to 0"),
-        ({"option_nonsense": "1"}, 400, "Invalid option: nonsense: Extra inputs are not permitted"),
+        ({"option_chunks": "many"}, 400, "Check the options: chunks must be a whole number."),
+        ({"option_delay": "-1"}, 400, "Check the options: delay must be at least 0."),
+        ({"option_nonsense": "1"}, 400, "Check the options: nonsense is not an option of this model."),
         (
             {"model_id": "echo-needs-key"},
             400,
@@ -110,7 +110,7 @@ async def test_follow_up_errors(limited):
     for data, status, message in [
         ({"prompt": " "}, 400, "Type a prompt before sending."),
         ({"prompt": "z" * 2000}, 413, "The prompt is 2,000 characters long"),
-        ({"prompt": "ok", "option_chunks": "-5"}, 400, "Invalid option: chunks"),
+        ({"prompt": "ok", "option_chunks": "-5"}, 400, "chunks must be at least 0"),
     ]:
         response = await limited.client.post(f"/-/llm/{cid}/prompt", data=data, cookies=cookies)
         assert response.status_code == status

@@ -2,7 +2,7 @@
 hold part of it: llm's two schemas, the plugin's ``initiated`` (who started
 it) and ``unlogged_messages`` (replies not logged, or not yet)."""
 
-from . import llm_logs, unlogged
+from . import legacy, llm_logs, threads, unlogged
 from .records import Conversation, Message
 
 
@@ -17,22 +17,27 @@ def owner(conn, cid: str) -> tuple | None:
 def read(conn, cid: str, with_messages: bool = True) -> Conversation | None:
     """The whole conversation; without its messages, just who owns it and
     what it is called (what a permission check needs)."""
-    thread, legacy = llm_logs.names(conn, cid)
+    root = threads.root_of(conn, cid)
+    thread, legacy_row = llm_logs.names(conn, root)
     initiated = owner(conn, cid)
     messages: dict[str, Message] = {}
     if with_messages:
-        messages = {m.id: m for m in llm_logs.legacy_messages(conn, cid)}
-        messages.update((m.id, m) for m in llm_logs.thread_messages(conn, cid))
+        turns, turnless = threads.view(conn, cid)
+        old = legacy.legacy_messages(conn, root)
+        if root != cid:
+            old = old[:turnless]  # a fork of an old conversation: what it was forked at
+        messages = {m.id: m for m in old}
+        messages.update((m.id, m) for m in turns)
         for message in unlogged.messages(conn, cid):
             messages.setdefault(message.id, message)
-    if not (thread or legacy or initiated or messages):
+    if not (thread or legacy_row or initiated or messages):
         return None
     ordered = sorted(messages.values(), key=lambda m: m.id)
     shown = None
     for message in ordered:
         message.show_system = bool(message.system) and message.system != shown
         shown = message.system or shown
-    name = (thread and thread[0]) or (legacy and legacy[0]) or None
+    name = (thread and thread[0]) or (legacy_row and legacy_row[0]) or None
     first = ordered[0] if ordered else None
     if name and first and first.fragments:
         # llm named it after its whole first prompt, fragments included: the
@@ -43,7 +48,7 @@ def read(conn, cid: str, with_messages: bool = True) -> Conversation | None:
     model_id = (
         (initiated and initiated[0])
         or (ordered and ordered[0].model_id)
-        or (legacy and legacy[1])
+        or (legacy_row and legacy_row[1])
         or None
     )
     started = (
@@ -59,6 +64,7 @@ def read(conn, cid: str, with_messages: bool = True) -> Conversation | None:
         actor_id=initiated[1] if initiated else None,
         datetime_utc=started,
         messages=ordered,
+        root_id=root,
     )
 
 

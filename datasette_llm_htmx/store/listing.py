@@ -9,16 +9,19 @@ from .records import ListedConversation
 # The list of conversations on /-/llm, newest first, by keyset pagination.
 
 # Each table gives its newest ids by its primary key, so a page costs the
-# same however many conversations there are.
+# same however many conversations there are. A fork (regenerate, edit) is a
+# thread of the conversation it came from, not a conversation of its own.
 LIST_IDS_SQL = """
 select id from (
     select id from (select id from threads where (:before is null or id < :before)
+                    and forked_from is null
                     order by id desc limit :limit)
     union
     select id from (select id from conversations where (:before is null or id < :before)
                     order by id desc limit :limit)
     union
     select id from (select id from initiated where (:before is null or id < :before)
+                    and root_id is null
                     order by id desc limit :limit)
 )
 order by id desc
@@ -27,7 +30,7 @@ limit :limit
 
 LIST_OWN_IDS_SQL = """
 select id from initiated
-where actor_id = :actor_id and (:before is null or id < :before)
+where actor_id = :actor_id and (:before is null or id < :before) and root_id is null
 order by id desc
 limit :limit
 """
@@ -98,7 +101,8 @@ select ids.value as id,
     (select count(*) from turns where thread_id = ids.value)
     + (select count(*) from responses
         where conversation_id = ids.value
-        and not exists (select 1 from turns where turns.id = responses.id)) as replies,
+        and not exists (select 1 from turns where turns.id = responses.id))
+    + (select count(*) from unlogged_messages where conversation_id = ids.value) as replies,
     coalesce(
         initiated.datetime_utc,
         (select datetime_utc from turns where thread_id = ids.value order by id limit 1),
@@ -107,7 +111,13 @@ select ids.value as id,
         threads.datetime_utc
     ) as datetime_utc,
     initiated.prompt as first_prompt,
-    initiated.actor_id as actor_id
+    initiated.actor_id as actor_id,
+    max(
+        coalesce((select max(datetime_utc) from turns where thread_id = ids.value), ''),
+        coalesce((select max(updated_utc) from unlogged_messages
+                  where conversation_id = ids.value), ''),
+        coalesce((select max(datetime_utc) from responses where conversation_id = ids.value), '')
+    ) as last_activity
 from json_each(:ids) as ids
 left join threads on threads.id = ids.value
 left join conversations on conversations.id = ids.value
@@ -152,6 +162,7 @@ def list_conversations(
             replies=row[3],
             datetime_utc=row[4],
             actor_id=row[6],
+            last_activity=row[7] or row[4],
         )
         for row in rows
     ]

@@ -22,7 +22,7 @@ import sqlite_utils
 from llm.cli import load_conversation as _llm_load_conversation
 
 from ..safe_text import valid_text
-from .records import Attachment, Fragment, Message, ReplyPart, ToolCall, ToolResult
+from .attachments import _rows
 
 
 def log(conn, response) -> None:
@@ -100,110 +100,6 @@ def latest_turn(conn, cid: str) -> tuple[str, str] | None:
     ).fetchone()
 
 
-def legacy_messages(conn, cid: str) -> list[Message]:
-    """Responses as llm before 0.32 logged them, with their reasoning,
-    tool calls and results, attachments and fragments: seven queries for
-    the whole conversation."""
-    rows = conn.execute(
-        "select id, model, prompt, system, response, options_json, datetime_utc,"
-        " input_tokens, output_tokens, duration_ms, reasoning"
-        " from responses where conversation_id = ? order by id",
-        [cid],
-    ).fetchall()
-    if not rows:
-        return []
-    ids = json.dumps([row[0] for row in rows])
-    fragments = _by_response(conn, ids, """
-        select response_id, kind, source, content, hash from (
-            select pf.response_id, 'prompt' as kind, pf."order" as position,
-                   f.source, f.content, f.hash
-            from prompt_fragments pf join fragments f on f.id = pf.fragment_id
-            where pf.response_id in (select value from json_each(:ids))
-            union all
-            select sf.response_id, 'system', sf."order", f.source, f.content, f.hash
-            from system_fragments sf join fragments f on f.id = sf.fragment_id
-            where sf.response_id in (select value from json_each(:ids))
-        ) order by response_id, kind, position""")
-    attachments = _by_response(conn, ids, f"""
-        select pa.response_id, {ATTACHMENT_COLUMNS}
-        from prompt_attachments pa join attachments on attachments.id = pa.attachment_id
-        where pa.response_id in (select value from json_each(:ids))
-        order by pa.response_id, pa."order" """)
-    calls = _by_response(conn, ids, """
-        select response_id, name, arguments, tool_call_id from tool_calls
-        where response_id in (select value from json_each(:ids)) order by response_id, id""")
-    results = _by_response(conn, ids, """
-        select response_id, name, output, tool_call_id, exception from tool_results
-        where response_id in (select value from json_each(:ids)) order by response_id, id""")
-    messages = []
-    for row in rows:
-        rid = row[0]
-        parts = []
-        if row[10]:
-            parts.append(ReplyPart("reasoning", row[10]))
-        if row[4]:
-            parts.append(ReplyPart("text", row[4]))
-        parts += [
-            ReplyPart("tool_call", tool_call=ToolCall(name, _pretty(arguments), call_id))
-            for name, arguments, call_id in calls.get(rid, [])
-        ]
-        messages.append(
-            Message(
-                id=rid,
-                conversation_id=cid,
-                model_id=row[1],
-                prompt=row[2] or "",
-                system=row[3] or None,
-                text=row[4] or "",
-                status="done",
-                options=json.loads(row[5] or "{}"),
-                datetime_utc=row[6],
-                input_tokens=row[7],
-                output_tokens=row[8],
-                duration_ms=row[9],
-                fragments=[Fragment(*f[1:]) for f in fragments.get(rid, []) if f[0] == "prompt"],
-                system_fragments=[
-                    Fragment(*f[1:]) for f in fragments.get(rid, []) if f[0] == "system"
-                ],
-                attachments=[_attachment(*a) for a in attachments.get(rid, [])],
-                tool_results=[ToolResult(*r) for r in results.get(rid, [])],
-                parts=parts,
-            )
-        )
-    return messages
-
-
-ATTACHMENT_COLUMNS = (
-    "attachments.id, attachments.type, length(attachments.content),"
-    " attachments.url, attachments.path"
-)
-
-
-def _by_response(conn, ids: str, sql: str) -> dict[str, list[tuple]]:
-    grouped: dict[str, list[tuple]] = {}
-    for row in conn.execute(sql, {"ids": ids}):
-        grouped.setdefault(row[0], []).append(row[1:])
-    return grouped
-
-
-def _attachment(id_, type_, size, url, path, name=None) -> Attachment:
-    name = name or (path.rsplit("/", 1)[-1] if path else None)
-    return Attachment(id=id_, type=type_, size=size, url=url, name=name)
-
-
-def attachments(conn, ids) -> dict[str, Attachment]:
-    """Attachments by id: type, size, URL, and a name where one is known."""
-    return {
-        row[0]: _attachment(*row)
-        for row in _rows(
-            conn,
-            f"select {ATTACHMENT_COLUMNS}, (select name from llm_htmx_attachment_names n"
-            " where n.id = attachments.id) from attachments",
-            ids,
-        )
-    }
-
-
 def store_attachment(conn, attachment, name: str | None) -> str:
     """Keep an uploaded file in llm's attachments table, where llm will log
     it (content-addressed: the same bytes are one row), before the reply is
@@ -232,235 +128,167 @@ def llm_attachments(conn, ids: list[str]) -> list:
     ]
 
 
-def attachment_content(conn, attachment_id: str) -> tuple | None:
-    """(type, content, path, url) of one attachment."""
-    return conn.execute(
-        "select type, content, path, url from attachments where id = ?", [attachment_id]
-    ).fetchone()
 
 
-def _pretty(arguments) -> str:
-    """Tool call arguments as indented JSON (they are stored as JSON text
-    or as an object)."""
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            return arguments
-    return json.dumps(arguments, indent=2, ensure_ascii=False)
+def _store(conn):
+    """llm's LogStore over a connection, without the migrations its
+    constructor runs (they ran at startup; a read connection cannot run
+    them)."""
+    from llm.logs import LogStore
+
+    store = LogStore.__new__(LogStore)
+    store.db = sqlite_utils.Database(conn)
+    return store
 
 
-# Every message on the way from each turn's tip back to the root, with all
-# its parts: one query for a whole thread, however long.
-CHAIN_SQL = """
-with recursive chain(hash) as (
-    select tip_message_hash from turns where thread_id = :cid
-    union
-    select messages.parent_hash from messages join chain on messages.hash = chain.hash
-    where messages.parent_hash is not null
+def history(conn, tip: str | None) -> list:
+    """The llm messages from the root to ``tip``, resolved (fragment text
+    and attachments put back): the history a fork continues from."""
+    return _store(conn).load_chain(tip) if tip else []
+
+
+def thread_history(conn, cid: str) -> list | None:
+    """The history a thread continues from (its tip's chain, as
+    ``llm chat --cid`` continues it); [] for a new conversation; None for
+    one llm logged before 0.32 (its responses are not messages)."""
+    row = conn.execute("select tip_message_hash from threads where id = ?", [cid]).fetchone()
+    if row and row[0]:
+        return history(conn, row[0])
+    if conn.execute("select 1 from conversations where id = ?", [cid]).fetchone():
+        return None
+    return []
+
+
+def history_of(conversation) -> list:
+    """The llm messages an llm conversation would send before its next
+    prompt (llm builds the same chain in ``_build_full_chain``)."""
+    if conversation.loaded_messages:
+        return list(conversation.loaded_messages)
+    if conversation.responses:
+        last = conversation.responses[-1]
+        return [*last.prompt.messages, *last._messages_now()]
+    return []
+
+
+def create_fork(conn, thread_id: str, tip: str | None, forked_from: str, name: str | None) -> None:
+    """A thread that starts at message ``tip`` of another, as llm's
+    ``LogStore.fork`` makes one (a thread with no tip forks at the root)."""
+    _store(conn).create_thread(name=name, tip=tip, forked_from=forked_from, id=thread_id)
+
+
+def ensure_thread(conn, thread_id: str, name: str | None = None) -> None:
+    _store(conn).ensure_thread(thread_id, name=name)
+
+
+def store_messages(conn, messages) -> str | None:
+    """Store a chain of llm messages (a pre-0.32 conversation's history,
+    to fork it into the new tables); return its tip."""
+    return _store(conn).ensure_chain(messages)
+
+
+TURN_TABLES = ("turn_search", "turn_fragments", "turn_tools", "tool_instantiations")
+LEGACY_RESPONSE_TABLES = (
+    "prompt_fragments", "system_fragments", "prompt_attachments", "tool_responses",
+    "tool_calls",
 )
-select messages.hash, messages.parent_hash, messages.role,
-       parts.type, parts.text, parts.payload
-from chain
-join messages on messages.hash = chain.hash
-left join parts on parts.message_hash = messages.hash
-order by messages.hash, parts.position
-"""
-
-TURNS_SQL = """
-select id, model, parent_message_hash, tip_message_hash, options_json,
-       datetime_utc, input_tokens, output_tokens, duration_ms
-from turns where thread_id = ? order by id
-"""
-
-TURN_FRAGMENTS_SQL = """
-select tf.turn_id, tf.kind, f.source, f.content, f.hash
-from turn_fragments tf join fragments f on f.id = tf.fragment_id
-where tf.turn_id in (select id from turns where thread_id = ?)
-order by tf.turn_id, tf.kind, tf."order"
-"""
 
 
-class _Chain:
-    """The messages of a thread, each with its parts resolved: fragment
-    text put back, attachments looked up."""
-
-    def __init__(self, conn, cid: str):
-        self.parents: dict[str, str | None] = {}
-        self.roles: dict[str, str] = {}
-        self.parts: dict[str, list[tuple[str, str | None, dict]]] = {}
-        fragment_ids, attachment_ids = set(), set()
-        for hash_, parent, role, part_type, text, payload in conn.execute(CHAIN_SQL, {"cid": cid}):
-            self.parents[hash_] = parent
-            self.roles[hash_] = role
-            parts = self.parts.setdefault(hash_, [])
-            if part_type is None:
-                continue
-            data = json.loads(payload) if payload else {}
-            parts.append((part_type, text, data))
-            fragment_ids.update(p["fragment"] for p in data.get("text_ref", []) if "fragment" in p)
-            attachment_ids.update(_attachment_ids(data))
-        self.fragments = _rows_by_id(conn, "select id, content from fragments", fragment_ids)
-        self.attachments = attachments(conn, attachment_ids)
-
-    def walk(self, tip: str | None) -> list[str]:
-        """The hashes from the root to ``tip``."""
-        hashes = []
-        while tip is not None and tip in self.parents:
-            hashes.append(tip)
-            tip = self.parents[tip]
-        hashes.reverse()
-        return hashes
-
-    def text(self, part_text: str | None, data: dict) -> str:
-        if part_text is not None:
-            return part_text
-        # text that borrows fragments is stored as literal pieces and ids
-        return "".join(
-            piece["literal"] if "literal" in piece else self.fragments.get(piece["fragment"], "")
-            for piece in data.get("text_ref", [])
-        ) or data.get("text", "")
-
-    def attachment(self, data: dict) -> list[Attachment]:
-        return [self.attachments[i] for i in _attachment_ids(data) if i in self.attachments]
-
-
-def _attachment_ids(data: dict) -> list[str]:
-    found = []
-    if isinstance(data.get("attachment"), dict) and "id" in data["attachment"]:
-        found.append(data["attachment"]["id"])
-    for item in data.get("attachments") or []:
-        if isinstance(item, dict) and "id" in item:
-            found.append(item["id"])
-    return found
-
-
-def _rows(conn, sql: str, ids) -> list[tuple]:
-    if not ids:
-        return []
-    return conn.execute(
-        f"{sql} where id in (select value from json_each(?))", [json.dumps(sorted(ids))]
-    ).fetchall()
-
-
-def _rows_by_id(conn, sql: str, ids) -> dict:
-    return {row[0]: row[1] for row in _rows(conn, sql, ids)}
-
-
-def thread_messages(conn, cid: str) -> list[Message]:
-    """Turns as llm 0.32 and later log them, with every part: four queries
-    for a whole thread, however long.
-
-    A turn's own input is the run of user and tool messages at the end of
-    its input chain (what comes before belongs to earlier turns); its
-    reply is the messages from there to its tip."""
-    turns = conn.execute(TURNS_SQL, [cid]).fetchall()
-    if not turns:
-        return []
-    chain = _Chain(conn, cid)
-    turn_fragments: dict[str, dict[str, list[Fragment]]] = {}
-    for turn_id, kind, source, content, hash_ in conn.execute(TURN_FRAGMENTS_SQL, [cid]):
-        turn_fragments.setdefault(turn_id, {}).setdefault(kind, []).append(
-            Fragment(source, content, hash_)
+def delete_threads(conn, thread_ids: list[str]) -> None:
+    """Delete threads and their turns (llm has no delete yet, llm #366): and
+    the messages no other thread or turn leads to, with their parts. Shared
+    messages, fragments and attachments another conversation uses stay.
+    For a pre-0.32 conversation, its responses go too."""
+    ids = json.dumps(thread_ids)
+    in_threads = "(select value from json_each(:ids))"
+    turns = [row[0] for row in conn.execute(f"select id from turns where thread_id in {in_threads}", {"ids": ids})]
+    tips = {
+        row[0]
+        for row in conn.execute(
+            f"select parent_message_hash from turns where thread_id in {in_threads}"
+            f" union select tip_message_hash from turns where thread_id in {in_threads}"
+            f" union select tip_message_hash from threads where id in {in_threads}",
+            {"ids": ids},
         )
-    messages = []
-    for tid, model, parent, tip, options_json, when, input_tokens, output_tokens, duration_ms in turns:
-        inputs = chain.walk(parent)
-        outputs = chain.walk(tip)[len(inputs) :]
-        boundary = len(inputs)
-        while boundary and chain.roles[inputs[boundary - 1]] in ("user", "tool"):
-            boundary -= 1
-        own_input = inputs[boundary:]
-        fragments = turn_fragments.get(tid, {})
-        user_text, attachments, tool_results = [], [], []
-        for hash_ in own_input:
-            for part_type, text, data in chain.parts[hash_]:
-                if part_type == "text" and chain.roles[hash_] == "user":
-                    user_text.append(chain.text(text, data))
-                elif part_type == "attachment":
-                    attachments += chain.attachment(data)
-                elif part_type == "tool_result":
-                    tool_results.append(
-                        ToolResult(
-                            name=data.get("name") or "",
-                            output=str(data.get("output", "")),
-                            call_id=data.get("tool_call_id"),
-                            error=data.get("exception"),
-                            attachments=chain.attachment(data),
-                        )
-                    )
-        system = None
-        if inputs and chain.roles[inputs[0]] == "system":
-            system = "".join(
-                chain.text(text, data)
-                for part_type, text, data in chain.parts[inputs[0]]
-                if part_type == "text"
-            )
-        parts = []
-        for hash_ in outputs:
-            if chain.roles[hash_] != "assistant":
-                continue
-            for part_type, text, data in chain.parts[hash_]:
-                if part_type in ("text", "reasoning"):
-                    _add_text(parts, part_type, chain.text(text, data))
-                elif part_type == "tool_call":
-                    parts.append(
-                        ReplyPart(
-                            "tool_call",
-                            tool_call=ToolCall(
-                                data.get("name") or "",
-                                _pretty(data.get("arguments", {})),
-                                data.get("tool_call_id"),
-                            ),
-                        )
-                    )
-        prompt_fragments = fragments.get("prompt", [])
-        system_fragments = fragments.get("system", [])
-        messages.append(
-            Message(
-                id=tid,
-                conversation_id=cid,
-                model_id=model,
-                prompt=typed_text("".join(user_text), prompt_fragments, "\n"),
-                system=(typed_text(system, system_fragments, "\n\n", strip=True) or None)
-                if system
-                else None,
-                text="".join(p.text for p in parts if p.kind == "text"),
-                status="done",
-                options=json.loads(options_json or "{}"),
-                datetime_utc=when,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                duration_ms=duration_ms,
-                fragments=prompt_fragments,
-                system_fragments=system_fragments,
-                attachments=attachments,
-                tool_results=tool_results,
-                parts=parts,
-            )
+        if row[0]
+    }
+    turn_ids = json.dumps(turns)
+    for table in TURN_TABLES:
+        conn.execute(f"delete from {table} where turn_id in (select value from json_each(?))", [turn_ids])
+    conn.execute("delete from turns where id in (select value from json_each(?))", [turn_ids])
+    conn.execute(f"update threads set forked_from = null where forked_from in {in_threads}", {"ids": ids})
+    conn.execute(f"delete from threads where id in {in_threads}", {"ids": ids})
+    _delete_unreachable(conn, tips)
+    # pre-0.32 tables
+    responses = [
+        row[0]
+        for row in conn.execute(
+            f"select id from responses where conversation_id in {in_threads}", {"ids": ids}
         )
-    return messages
+    ]
+    if responses:
+        response_ids = json.dumps(responses)
+        for table in LEGACY_RESPONSE_TABLES:
+            conn.execute(
+                f"delete from {table} where response_id in (select value from json_each(?))",
+                [response_ids],
+            )
+        conn.execute(
+            "delete from tool_results where response_id in (select value from json_each(?))",
+            [response_ids],
+        )
+        conn.execute("delete from responses where id in (select value from json_each(?))", [response_ids])
+    conn.execute(f"delete from conversations where id in {in_threads}", {"ids": ids})
 
 
-def _add_text(parts: list[ReplyPart], kind: str, text: str) -> None:
-    """Consecutive parts of one kind read as one."""
-    if not text:
+def _delete_unreachable(conn, tips: set[str]) -> None:
+    """Delete the messages on the way to ``tips`` that nothing left leads
+    to: no thread or turn points at them or at a message after them."""
+    candidates: list[str] = []
+    seen = set()
+    for tip in tips:
+        hash_ = tip
+        while hash_ and hash_ not in seen:
+            seen.add(hash_)
+            candidates.append(hash_)
+            row = conn.execute("select parent_hash from messages where hash = ?", [hash_]).fetchone()
+            hash_ = row[0] if row else None
+    gone: set[str] = set()
+    remaining = list(candidates)
+    changed = True
+    while changed:  # a message can go once everything after it has gone
+        changed = False
+        for hash_ in list(remaining):
+            pointed_at = conn.execute(
+                "select 1 from turns where parent_message_hash = :h or tip_message_hash = :h"
+                " union all select 1 from threads where tip_message_hash = :h limit 1",
+                {"h": hash_},
+            ).fetchone()
+            children = [row[0] for row in conn.execute("select hash from messages where parent_hash = ?", [hash_])]
+            if pointed_at or any(child not in gone for child in children):
+                continue
+            gone.add(hash_)
+            remaining.remove(hash_)
+            changed = True
+    if not gone:
         return
-    if parts and parts[-1].kind == kind:
-        parts[-1].text += text
-    else:
-        parts.append(ReplyPart(kind, text))
-
-
-def typed_text(text: str, fragments: list[Fragment], joiner: str, strip: bool = False) -> str:
-    """What was typed, without the fragments llm put before it: llm joins
-    fragments and the typed text with ``joiner`` (the system prompt's
-    fragments are stripped first)."""
-    if not fragments:
-        return text
-    prefix = joiner.join(f.content.strip() if strip else f.content for f in fragments)
-    if text == prefix:
-        return ""
-    if text.startswith(prefix + joiner):
-        return text[len(prefix) + len(joiner) :]
-    return text
+    hashes = json.dumps(sorted(gone))
+    parts = "(select id from parts where message_hash in (select value from json_each(:hashes)))"
+    attachment_ids = [
+        row[0]
+        for row in conn.execute(f"select attachment_id from part_attachments where part_id in {parts}", {"hashes": hashes})
+    ]
+    conn.execute(f"delete from part_attachments where part_id in {parts}", {"hashes": hashes})
+    conn.execute(f"delete from part_fragments where part_id in {parts}", {"hashes": hashes})
+    conn.execute("delete from parts where message_hash in (select value from json_each(:hashes))", {"hashes": hashes})
+    conn.execute("delete from messages where hash in (select value from json_each(:hashes))", {"hashes": hashes})
+    # an attachment nothing refers to any more goes with its bytes
+    for attachment_id in set(attachment_ids):
+        used = conn.execute(
+            "select 1 from part_attachments where attachment_id = :a"
+            " union all select 1 from prompt_attachments where attachment_id = :a"
+            " union all select 1 from tool_results_attachments where attachment_id = :a limit 1",
+            {"a": attachment_id},
+        ).fetchone()
+        if not used:
+            conn.execute("delete from attachments where id = ?", [attachment_id])
+            conn.execute("delete from llm_htmx_attachment_names where id = ?", [attachment_id])

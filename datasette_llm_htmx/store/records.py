@@ -84,6 +84,15 @@ class ReplyPart:
 
 
 @dataclass
+class Alternative:
+    """A turn that answered the same history as another: a regenerated
+    reply, or an edited prompt and its reply, in the thread it lives in."""
+
+    thread_id: str
+    turn_id: str
+
+
+@dataclass
 class Message:
     """One prompt and its reply: an llm response once it is logged."""
 
@@ -112,6 +121,14 @@ class Message:
     parts: list[ReplyPart] = field(default_factory=list)
     # the system prompt is shown where it is set or changes, not again
     show_system: bool = True
+    # the thread llm logged it in (a conversation's forks are threads too),
+    # and the turns that answered the same history, itself among them
+    thread_id: str | None = None
+    alternatives: list[Alternative] = field(default_factory=list)
+
+    @property
+    def alternative_index(self) -> int:
+        return next((i for i, a in enumerate(self.alternatives) if a.turn_id == self.id), 0)
 
     @property
     def reply_parts(self) -> list[ReplyPart]:
@@ -139,12 +156,13 @@ class Message:
 
 @dataclass
 class Conversation:
-    id: str
+    id: str  # the thread shown: the conversation's first, or one of its forks
     name: str | None
     model_id: str | None
     actor_id: str | None
     datetime_utc: str | None
     messages: list[Message]
+    root_id: str | None = None  # the thread it started as
 
     @property
     def title(self) -> str:
@@ -165,3 +183,4 @@ class ListedConversation:
     replies: int
     datetime_utc: str | None
     actor_id: str | None
+    last_activity: str | None = None

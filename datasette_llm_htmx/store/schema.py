@@ -100,7 +100,20 @@ def m003_parts(conn) -> None:
     )
 
 
-MIGRATIONS = [m001_initial, m002_workers, m003_parts]
+def m004_branches(conn) -> None:
+    # A fork (regenerate, edit and resend) is a thread of the conversation
+    # it came from: initiated records it with the thread it started as.
+    conn.execute("alter table initiated add column root_id text")
+    conn.execute("create index initiated_root_id on initiated (root_id)")
+    # What reading a conversation's forks and deleting one look up in
+    # llm's tables, which llm does not index.
+    conn.execute("create index if not exists llm_htmx_threads_forked_from on threads (forked_from)")
+    conn.execute("create index if not exists llm_htmx_threads_tip on threads (tip_message_hash)")
+    conn.execute("create index if not exists llm_htmx_turns_tip on turns (tip_message_hash)")
+    conn.execute("create index if not exists llm_htmx_turns_parent on turns (parent_message_hash)")
+
+
+MIGRATIONS = [m001_initial, m002_workers, m003_parts, m004_branches]
 
 
 def migrate(conn) -> list[str]:

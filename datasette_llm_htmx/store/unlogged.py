@@ -5,15 +5,19 @@ writes on Datasette's write connection, inside its transaction."""
 
 import json
 
-from . import llm_logs
+from . import attachments, llm_logs
 from .records import Attachment, Fragment, Message, ReplyPart, ToolCall, Worker, utcnow
 
 
-def record_start(conn, message: Message, actor_id: str | None, new_conversation: bool) -> None:
-    if new_conversation:
+def record_start(
+    conn, message: Message, actor_id: str | None, new_conversation: bool, root_id: str | None = None
+) -> None:
+    """A reply begins: its row, and for a new conversation (or a new fork
+    of one, with the thread it started as) who began it."""
+    if new_conversation or root_id:
         conn.execute(
             "insert into initiated (id, model_id, prompt, system, actor_id,"
-            " datetime_utc, options_json) values (?, ?, ?, ?, ?, ?, ?)",
+            " datetime_utc, options_json, root_id) values (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 message.conversation_id,
                 message.model_id,
@@ -22,6 +26,7 @@ def record_start(conn, message: Message, actor_id: str | None, new_conversation:
                 actor_id,
                 message.datetime_utc,
                 json.dumps(message.options),
+                root_id,
             ],
         )
     conn.execute(
@@ -164,7 +169,7 @@ def message(conn, cid: str, mid: str) -> Message | None:
 def _read(conn, where: str, params: list) -> list[Message]:
     rows = conn.execute(f"{SELECT} where {where} order by m.id", params).fetchall()
     inputs = [json.loads(row[19] or "{}") for row in rows]
-    attachments = llm_logs.attachments(conn, {i for data in inputs for i in data.get("attachments", [])})
+    attached = attachments.attachments(conn, {i for data in inputs for i in data.get("attachments", [])})
     return [
         Message(
             id=row[0],
@@ -182,8 +187,18 @@ def _read(conn, where: str, params: list) -> list[Message]:
             worker_record=Worker(*row[12:18]) if row[12] else None,
             parts=_parts(row[18]),
             fragments=[Fragment(source, content) for source, content in data.get("fragments", [])],
-            attachments=[attachments[i] for i in data.get("attachments", []) if i in attachments],
+            attachments=[attached[i] for i in data.get("attachments", []) if i in attached],
             show_system=data.get("show_system", True),
         )
         for row, data in zip(rows, inputs)
     ]
+
+
+def forget(conn, conversation_ids: list[str]) -> None:
+    """A deleted conversation's replies that were never logged, and the
+    record of who began it."""
+    ids = json.dumps(conversation_ids)
+    conn.execute(
+        "delete from unlogged_messages where conversation_id in (select value from json_each(?))", [ids]
+    )
+    conn.execute("delete from initiated where id in (select value from json_each(?))", [ids])

@@ -77,22 +77,31 @@ async def follow_up(request, datasette):
                 "then send again.",
                 409,
             )
+        # the model and system prompt can change from here on (the follow-up
+        # form's settings); the page sends the system prompt it showed
+        chosen = form.get("model_id") or latest_model or conversation.model_id or ""
         try:
-            model = check_model(datasette, latest_model or conversation.model_id or "")
+            model = check_model(datasette, chosen)
         except BadInput as error:
+            if form.get("model_id"):
+                raise
             raise BadInput(
                 error.message + " This conversation cannot be continued until it is.",
                 error.status,
             )
-        prompt, _system = check_prompt(datasette, form)
+        prompt, system = check_prompt(datasette, form)
+        new_system = bool(system) and system != form.get("system_was", "").replace("\r\n", "\n")
         options = check_options(model, form)
         uploads = await check_attachments(datasette, model, files)
-        message = new_message(conversation.id, model.model_id, prompt, None, options)
+        message = new_message(
+            conversation.id, model.model_id, prompt, system if new_system else None, options
+        )
         await registry.start(
             message,
             actor_id=permissions.actor_id(request.actor),
             new_conversation=False,
             uploads=uploads,
+            new_system=new_system,
         )
     except ShownError as error:
         return await _problem_in_conversation(datasette, request, error, form)
@@ -130,12 +139,14 @@ async def retry(request, datasette):
 def _started(datasette, request, message):
     """htmx gets the new message, streaming; a plain form post is sent to it."""
     if is_htmx(request):
-        return html_response(
-            datasette,
+        html = (
             partials.message(datasette, request, message, True)
             + partials.chat_status(datasette, request, message.status)
-            + partials.CLEAR_FORM_ERROR,
+            + partials.CLEAR_FORM_ERROR
         )
+        if message.system:  # the system prompt changed: the page knows it now
+            html += partials.system_was(datasette, request, message.system)
+        return html_response(datasette, html)
     return see_other(datasette, message.conversation_id, message.id)
 
 

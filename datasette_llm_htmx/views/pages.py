@@ -9,12 +9,13 @@ from datasette import NotFound, Response
 from markupsafe import Markup
 
 from .. import catalog, partials, permissions, titles
+from ..config import settings
 from .. import export as exports
 from ..generations import generations
 from ..ids import is_id
 from ..partials import TEMPLATE_DIR
 from ..rendering import render_ahead
-from ..store import listing, llm_logs
+from ..store import attachments, listing
 from ..store.database import llm_database
 from .common import find_message, html_response, is_htmx, load_readable, load_writable
 
@@ -99,7 +100,11 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
     await render_ahead(
         [p.text for m in conversation.messages for p in m.reply_parts if p.kind == "text"]
     )
-    latest_model = conversation.messages[-1].model_id if conversation.messages else None
+    latest = conversation.messages[-1] if conversation.messages else None
+    latest_model = (form or {}).get("model_id") or (latest.model_id if latest else None)
+    # the settings of the last reply carry over to the next prompt
+    values = {f"option_{k}": _as_field(v) for k, v in (latest.options if latest else {}).items()}
+    values.update(form or {})
     # pre-rendered partials: one _message.html each
     messages = Markup("\n").join(
         partials.message(datasette, request, message, can_write, context)
@@ -115,7 +120,14 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
                 "streaming": any(m.in_flight for m in conversation.messages),
                 "form": form or {},
                 "error": error,
-                **partials.attachment_field(datasette, latest_model),
+                "models": catalog.model_choices(datasette),
+                "selected_model": latest_model,
+                "latest_model": latest_model,
+                "single_turn": not catalog.supports_conversation(datasette, latest_model),
+                "current_system": (form or {}).get("system", _current_system(conversation)),
+                "settings_open": bool(form and ("system" in form or "model_id" in form)),
+                # pre-rendered partial: _options.html
+                "options": partials.options(datasette, request, latest_model, values),
                 **context,
             },
             request=request,
@@ -124,16 +136,29 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
     )
 
 
+def _as_field(value) -> str:
+    """An option's value as its form field holds it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _current_system(conversation) -> str | None:
+    """The system prompt in force at the end of the conversation."""
+    return next((m.system for m in reversed(conversation.messages) if m.system), None)
+
+
 async def whole_prompt(request, datasette):
     """The whole prompt of a truncated message: a fragment for htmx, a page
     without."""
     conversation = await load_readable(datasette, request)
     message = find_message(conversation, request.url_vars["mid"])
     can_write = await permissions.can_write(datasette, request.actor, conversation)
+    cut = bool(request.args.get("cut"))  # back to the cut prompt (after Cancel)
     context = {
         "conversation": conversation,
         "message": message,
-        "limit": None,
+        "limit": None if not cut else settings(datasette).truncate_prompt_chars,
         "focus": True,
         **partials.message_context(datasette, conversation.id, can_write),
     }
@@ -180,7 +205,7 @@ async def attachment(request, datasette):
     if not ATTACHMENT_ID.match(attachment_id) or attachment_id not in known:
         raise NotFound(f"Attachment not found: {attachment_id}")
     row = await llm_database(datasette).execute_fn(
-        lambda conn: llm_logs.attachment_content(conn, attachment_id)
+        lambda conn: attachments.attachment_content(conn, attachment_id)
     )
     content = row[1] if row else None
     if content is None and row and row[2]:

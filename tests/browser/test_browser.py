@@ -112,7 +112,7 @@ def test_error_shows_beside_the_form_and_keeps_the_text(page, server, start_in_b
     )
     page.press("#prompt", "Control+Enter")
     page.locator("#form-error .llm-error").wait_for()
-    assert "Invalid option" in page.locator("#form-error").inner_text()
+    assert "chunks must be a whole number" in page.locator("#form-error").inner_text()
     assert page.input_value("#prompt") == "x" * 10
     assert page.locator("article").count() == 1
     assert page.evaluate("document.activeElement.id") == "prompt"
@@ -126,6 +126,9 @@ def test_print_to_pdf_is_a_clean_transcript(page, server, tmp_path, start_in_bro
     )
     start_in_browser(page, server, "First printed prompt", text=reply)
     page.locator("article.status-done").wait_for()
+    # the options of the last reply carry over: this one gets the default reply
+    assert page.input_value("#option_text").replace("\r\n", "\n") == reply
+    page.evaluate("document.getElementById('option_text').value = ''")
     page.fill("#prompt", "Second printed prompt")
     page.press("#prompt", "Control+Enter")
     page.locator("article.status-done").nth(1).wait_for()
