@@ -34,6 +34,15 @@ async def post_start(ds, htmx=False, **data):
     )
 
 
+async def come_back(ds, response):
+    """Without JavaScript a problem is a redirect back to the form's page
+    (a reload does not post again), which shows it with its status."""
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert "?draft=" in location and "/start" not in location and not location.endswith("/prompt")
+    return await ds.client.get(location, cookies=cookies_for(ds, ROOT))
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     "fields,status,message",
@@ -57,7 +66,7 @@ async def post_start(ds, htmx=False, **data):
     ],
 )
 async def test_start_refuses_bad_input_and_keeps_the_text(limited, fields, status, message):
-    response = await post_start(limited, **fields)
+    response = await come_back(limited, await post_start(limited, **fields))
     assert response.status_code == status
     page = response.text
     assert message in html.unescape(page)
@@ -80,7 +89,7 @@ async def test_start_refuses_bad_input_and_keeps_the_text(limited, fields, statu
 
 @pytest.mark.asyncio
 async def test_unknown_model(ds):
-    response = await post_start(ds, model_id="no-such-model")
+    response = await come_back(ds, await post_start(ds, model_id="no-such-model"))
     assert response.status_code == 400
     assert "Unknown model: 'no-such-model'. Is the llm plugin that provides it installed?" in html.unescape(response.text)
     assert textarea(response.text, "prompt") == "my precious text"
@@ -112,7 +121,9 @@ async def test_follow_up_errors(limited):
         ({"prompt": "z" * 2000}, 413, "The prompt is 2,000 characters long"),
         ({"prompt": "ok", "option_chunks": "-5"}, 400, "chunks must be at least 0"),
     ]:
-        response = await limited.client.post(f"/-/llm/{cid}/prompt", data=data, cookies=cookies)
+        response = await come_back(
+            limited, await limited.client.post(f"/-/llm/{cid}/prompt", data=data, cookies=cookies)
+        )
         assert response.status_code == status
         assert message in html.unescape(response.text)
         assert textarea(response.text, "prompt") == data["prompt"]
@@ -148,11 +159,11 @@ async def test_follow_up_to_a_conversation_whose_model_is_gone(limited):
         " 'uninstalled-model', 'hi', 'hello', '2024-01-01T00:00:00')"
     )
     conn.commit()
-    response = await limited.client.post(
+    response = await come_back(limited, await limited.client.post(
         "/-/llm/01h0000000000000000000gone/prompt",
         data={"prompt": "are you there?"},
         cookies=cookies_for(limited, ROOT),
-    )
+    ))
     assert response.status_code == 400
     # (the allowlist of this Datasette does not name it)
     assert (
@@ -209,6 +220,6 @@ async def test_retry_of_a_finished_reply_is_409(limited):
     await wait_for_generations(limited)
     page = (await limited.client.get(f"/-/llm/{cid}", cookies=cookies)).text
     mid = MESSAGE_ID.search(page).group(1)
-    response = await limited.client.post(f"/-/llm/{cid}/retry/{mid}", cookies=cookies)
+    response = await come_back(limited, await limited.client.post(f"/-/llm/{cid}/retry/{mid}", cookies=cookies))
     assert response.status_code == 409
     assert "Only a stopped, failed or interrupted reply can be retried." in response.text

@@ -245,6 +245,9 @@ async def test_attachments_that_are_refused_keep_the_prompt(make_datasette, mode
         files={"attachment": upload},
         cookies=cookies_for(ds, ROOT),
     )
+    # back to the form's page (a reload does not post again), with the status
+    assert response.status_code == 303
+    response = await ds.client.get(response.headers["location"], cookies=cookies_for(ds, ROOT))
     assert response.status_code == status
     assert message in html.unescape(response.text)
     assert ">keep me</textarea>" in response.text

@@ -158,7 +158,7 @@ def test_a_start_while_another_process_holds_the_write_lock(make_server, user_di
             began = time.monotonic()
             response = client.post("/-/llm/start", data={
                 "model_id": "steady", "prompt": "my precious prompt", "system": "my system",
-            })
+            }, follow_redirects=True)
             assert time.monotonic() - began < 6
             assert response.status_code == 503
             assert "The log database is busy" in response.text
@@ -237,7 +237,9 @@ def test_a_full_disk_keeps_the_prompt_and_the_reply(make_server, small_disk):
         assert final.name == "error" and "disk is full" in final.data
         assert "token39" in final.data
         # a start is refused with the prompt kept
-        response = client.post("/-/llm/start", data={"model_id": "steady", "prompt": "kept"})
+        response = client.post(
+            "/-/llm/start", data={"model_id": "steady", "prompt": "kept"}, follow_redirects=True
+        )
         assert response.status_code == 507
         assert "the disk is full" in response.text
         assert textarea(response.text, "prompt") == "kept"
@@ -293,7 +295,7 @@ def test_a_second_worker_never_guesses_a_reply_interrupted(make_server, user_dir
         for _ in range(10):
             page = client.get(f"/-/llm/{cid}").text
             assert "status-interrupted" not in page
-            assert client.post(f"/-/llm/{cid}/retry/{mid}").status_code == 409
+            assert client.post(f"/-/llm/{cid}/retry/{mid}", follow_redirects=True).status_code == 409
             time.sleep(0.4)
         events = read_until_final(client, url, timeout=30)
     assert events[-1].name == "done" and "token59" in events[-1].data
@@ -355,7 +357,9 @@ def test_the_per_actor_limit(make_server):
     with server.client() as client:
         for i in range(2):
             start(client, prompt=f"long {i}", option_chunks="200", option_delay="0.05")
-        response = client.post("/-/llm/start", data={"model_id": "steady", "prompt": "third"})
+        response = client.post(
+            "/-/llm/start", data={"model_id": "steady", "prompt": "third"}, follow_redirects=True
+        )
         assert response.status_code == 429
         assert "You already have 2 replies being written" in response.text
         assert textarea(response.text, "prompt") == "third"

@@ -23,6 +23,7 @@ from ..store import conversations, llm_logs, unlogged
 from ..store.database import llm_database, write_within
 from ..store.records import Message, utcnow
 from .common import (
+    back_with_draft,
     find_message,
     html_response,
     is_htmx,
@@ -30,7 +31,7 @@ from .common import (
     problem_beside_form,
     see_other,
 )
-from .pages import render_conversation, render_index, render_title_form
+from .pages import render_title_form
 
 RENAME_WAIT = 5.0  # seconds a rename waits for another process's write lock
 
@@ -55,9 +56,7 @@ async def start(request, datasette):
     except ShownError as error:
         if is_htmx(request):
             return problem_beside_form(datasette, request, error)
-        return await render_index(
-            datasette, request, error=error.message, form=form, status=error.status
-        )
+        return back_with_draft(datasette, request, "/-/llm", form, error)
     return see_other(datasette, cid)
 
 
@@ -153,10 +152,7 @@ def _started(datasette, request, message):
 async def _problem_in_conversation(datasette, request, error, form):
     if is_htmx(request):
         return problem_beside_form(datasette, request, error)
-    conversation = await load_writable(datasette, request)
-    return await render_conversation(
-        datasette, request, conversation, error=error.message, form=form, status=error.status
-    )
+    return back_with_draft(datasette, request, f"/-/llm/{request.url_vars['cid']}", form, error)
 
 
 async def stop(request, datasette):

@@ -3,7 +3,7 @@ answering htmx or a plain browser, and showing a problem beside a form."""
 
 from datasette import Forbidden, NotFound, Response
 
-from .. import csp, partials, permissions
+from .. import csp, drafts, partials, permissions
 from ..generations import generations
 from ..ids import is_id
 from ..store import conversations
@@ -74,3 +74,10 @@ def find_message(conversation, mid: str) -> Message:
             if message.id == mid:
                 return message
     raise NotFound(f"Message not found: {mid}")
+
+
+def back_with_draft(datasette, request, path, form, error) -> Response:
+    """Without JavaScript: back to the form's page (a reload then does not
+    post again), which draws it from the draft, with the problem."""
+    token = drafts.keep(permissions.actor_id(request.actor), form, error.message, error.status)
+    return Response.redirect(datasette.urls.path(f"{path}?draft={token}"), status=303)

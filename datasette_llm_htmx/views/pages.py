@@ -8,7 +8,7 @@ import re
 from datasette import NotFound, Response
 from markupsafe import Markup
 
-from .. import catalog, partials, permissions, titles
+from .. import catalog, drafts, partials, permissions, titles
 from ..config import settings
 from .. import export as exports
 from ..generations import generations
@@ -25,7 +25,19 @@ TITLE_WAIT = titles.TITLE_TIMEOUT + 5  # a title long-poll outlasts the title ca
 
 async def index(request, datasette):
     await permissions.require_chat_or_view(datasette, request)
-    return await render_index(datasette, request)
+    return await render_index(datasette, request, **_draft(request))
+
+
+def _draft(request) -> dict:
+    """A form that came back with a problem, without JavaScript: what was
+    typed, the problem and its status."""
+    token = request.args.get("draft")
+    if not token:
+        return {}
+    draft = drafts.take(token, permissions.actor_id(request.actor))
+    if draft is None:
+        return {"error": "This form was already shown once, or has expired: type it again."}
+    return {"form": draft.fields, "error": draft.error, "status": draft.status}
 
 
 async def render_index(datasette, request, *, error=None, form=None, status=200):
@@ -91,7 +103,7 @@ async def model_options(request, datasette):
 
 async def conversation_page(request, datasette):
     conversation = await load_readable(datasette, request)
-    return await render_conversation(datasette, request, conversation)
+    return await render_conversation(datasette, request, conversation, **_draft(request))
 
 
 async def render_conversation(datasette, request, conversation, *, error=None, form=None, status=200):

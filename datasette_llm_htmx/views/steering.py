@@ -21,6 +21,7 @@ from ..store.database import llm_database, write_within
 from ..store.records import Fragment
 from .actions import new_message
 from .common import (
+    back_with_draft,
     find_message,
     html_response,
     is_htmx,
@@ -29,7 +30,6 @@ from .common import (
     problem_beside_form,
     see_other,
 )
-from .pages import render_conversation
 
 DELETE_WAIT = 10.0
 
@@ -98,9 +98,7 @@ async def _resend(datasette, request, conversation, target, prompt):
     except ShownError as error:
         if is_htmx(request):
             return problem_beside_form(datasette, request, error)
-        return await render_conversation(
-            datasette, request, conversation, error=error.message, status=error.status
-        )
+        return back_with_draft(datasette, request, f"/-/llm/{conversation.id}", {}, error)
     return _go_to(datasette, request, message.conversation_id, message.id)
 
 
@@ -163,9 +161,7 @@ async def carry(request, datasette):
     except ShownError as error:
         if is_htmx(request):
             return problem_beside_form(datasette, request, error)
-        return await render_conversation(
-            datasette, request, conversation, error=error.message, status=error.status
-        )
+        return back_with_draft(datasette, request, f"/-/llm/{conversation.id}", {}, error)
     return _go_to(datasette, request, cid)
 
 
