@@ -63,6 +63,84 @@
     }
   });
 
+  // A streaming reply keeps its end, and the follow-up form under it, in
+  // view while the reader sees that end; one who scrolled up to read
+  // something else is left where they are.
+  var pinned = false;
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    pinned = event.target.getBoundingClientRect().bottom <= window.innerHeight + 4;
+  });
+  document.addEventListener("htmx:sseMessage", function (event) {
+    if (!pinned || !event.target.isConnected) return;
+    var end = event.target.getBoundingClientRect().bottom;
+    var textarea = document.getElementById("prompt");
+    var below = textarea ? textarea.getBoundingClientRect().bottom : end;
+    // the textarea too, if both fit; the reply's end always
+    var by = below - end < window.innerHeight - 40 ? below : end;
+    if (by > window.innerHeight) window.scrollBy(0, by - window.innerHeight + 8);
+  });
+
+  // Copy buttons on each finished reply and each code block in it, only
+  // where JavaScript can press them. The clipboard API needs a secure
+  // origin; elsewhere (http on a LAN) a selected textarea and execCommand.
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var copied = document.execCommand("copy");
+    document.body.removeChild(area);
+    return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+  function copyButton(label, source) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy-button button-secondary";
+    button.textContent = label;
+    button.addEventListener("click", function () {
+      copyText(source().replace(/\n+$/, "")).then(
+        function () { button.textContent = "Copied"; },
+        function () { button.textContent = "Copy failed"; }
+      );
+      setTimeout(function () { button.textContent = label; }, 2000);
+    });
+    return button;
+  }
+  function addCopyButtons(root) {
+    var turns = root.matches && root.matches(".turn-model") ? [root] : root.querySelectorAll(".turn-model");
+    Array.prototype.forEach.call(turns, function (turn) {
+      var bodies = turn.querySelectorAll(".reply-body.markdown");
+      if (turn.dataset.copyable || !bodies.length || turn.querySelector(".streaming")) return;
+      turn.dataset.copyable = "1";
+      bodies.forEach(function (body) {
+        body.querySelectorAll("pre").forEach(function (pre) {
+          var holder = document.createElement("div");
+          holder.className = "code-copy";
+          holder.appendChild(copyButton("Copy code", function () { return pre.innerText; }));
+          pre.parentNode.insertBefore(holder, pre);
+        });
+      });
+      // the reply as it reads, without the code blocks' buttons
+      var button = copyButton("Copy", function () {
+        var holders = turn.querySelectorAll(".code-copy");
+        holders.forEach(function (h) { h.hidden = true; });
+        var text = Array.prototype.map.call(bodies, function (b) { return b.innerText; }).join("\n\n");
+        holders.forEach(function (h) { h.hidden = false; });
+        return text;
+      });
+      var footer = turn.querySelector(".turn-footer");
+      if (footer) footer.insertBefore(button, footer.firstChild);
+      else bodies[bodies.length - 1].insertAdjacentElement("afterend", button);
+    });
+  }
+  document.addEventListener("htmx:load", function (event) { addCopyButtons(event.target); });
+
   // Print: a button only where JavaScript can press it.
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-print]").forEach(function (button) {

@@ -78,6 +78,7 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
             f"{TEMPLATE_DIR}/index.html",
             {
                 "can_chat": await permissions.can_chat(datasette, request.actor),
+                "deleted": request.args.get("deleted") == "1",
                 "models": catalog.model_choices(datasette),
                 "selected_model": selected,
                 # pre-rendered partials: _options.html, _conversation_list.html
@@ -108,6 +109,7 @@ async def conversation_page(request, datasette):
 
 async def render_conversation(datasette, request, conversation, *, error=None, form=None, status=200):
     can_write = await permissions.can_write(datasette, request.actor, conversation)
+    can_delete = await permissions.can_delete(datasette, request.actor, conversation)
     context = partials.message_context(datasette, conversation.id, can_write)
     await render_ahead(
         [p.text for m in conversation.messages for p in m.reply_parts if p.kind == "text"]
@@ -130,6 +132,7 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
                 "conversation": conversation,
                 "messages": messages,
                 "streaming": any(m.in_flight for m in conversation.messages),
+                "can_delete": can_delete,
                 "form": form or {},
                 "error": error,
                 "models": catalog.model_choices(datasette),
