@@ -86,6 +86,10 @@ async def test_edit_and_resend_forks_before_the_prompt(ds, user_dir):
     assert "Reply to: first, edited" in page
     assert "System: Be brief" in page  # the fork starts at the system prompt
     assert '<span class="position">2 / 2</span>' in page
+    # llm's own fork, from before the edited prompt: the CLI sees it and goes on
+    assert json.loads(llm_cli(user_dir, "logs", "--cid", fork, "--json"))[0]["prompt"] == "first, edited"
+    out = llm_cli(user_dir, "chat", "--cid", fork, input="after the edit\nquit\n")
+    assert "Earlier prompts: first, edited" in out
     # an empty edit is refused, and the form comes back
     response = await post(ds, f"/-/llm/{cid}/edit/{first}", data={"prompt": "  "})
     assert response.status_code == 400 and "Type a prompt before sending." in response.text
