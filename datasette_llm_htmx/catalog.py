@@ -1,12 +1,14 @@
-"""Which models this site offers: those llm's plugins register, narrowed by
-the ``models`` setting; which of them need a key nobody set; the default;
-and each model's option fields."""
+"""Which models this site offers an actor: with datasette-llm, those it
+allows for the purpose ``chat`` (see ``llm_layer``); without it, those llm's
+plugins register, narrowed by the ``models`` setting. Which of them need a
+key nobody set; the default; and each model's option fields."""
 
 import functools
 import time
 
 import llm
 
+from . import llm_layer
 from .config import settings
 from .options import OptionField, option_fields
 
@@ -48,6 +50,29 @@ def model_choices(datasette) -> list[tuple[str, str, bool]]:
         choices.append((model.model_id, str(model.model_id), needs_key))
     _choices_cache[key] = (time.monotonic() + CHOICES_TTL, choices)
     return choices
+
+
+async def offered(datasette, actor) -> list[tuple[str, str, bool]]:
+    """(model_id, label, needs_key) for the models ``actor`` may chat with:
+    those that can run now first."""
+    if not llm_layer.installed(datasette):
+        choices = model_choices(datasette)
+    else:
+        choices = [(model_id, model_id, False) for model_id in await llm_layer.async_model_ids(datasette, actor)]
+        listed = {choice[0] for choice in choices}
+        for entry in llm.get_models_with_aliases():
+            model = entry.model
+            if entry.async_model is not None or model is None or model.model_id in listed:
+                continue
+            if llm_layer.sync_only_allowed(datasette, model.model_id):
+                choices.append((model.model_id, str(model.model_id), missing_key(model)))
+    return [c for c in choices if not c[2]] + [c for c in choices if c[2]]
+
+
+async def default_for(datasette, actor) -> str | None:
+    if llm_layer.installed(datasette):
+        return await llm_layer.default_model_id(datasette, actor)
+    return default_model_id(datasette)
 
 
 def is_offered(datasette, model_id: str) -> bool:

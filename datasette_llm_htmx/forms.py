@@ -5,7 +5,7 @@ import llm
 from datasette.utils.asgi import BadRequest, PayloadTooLarge
 from pydantic import ValidationError
 
-from . import catalog
+from . import catalog, llm_layer
 from .config import settings
 from .errors import ShownError
 from .safe_text import valid_text
@@ -96,19 +96,26 @@ async def check_attachments(datasette, model, files) -> list[tuple]:
     return uploads
 
 
-def check_model(datasette, model_id: str):
-    """The model, or BadInput saying why it cannot be used."""
+async def check_model(datasette, model_id: str, actor):
+    """The model, or BadInput saying why ``actor`` cannot use it."""
     if not model_id:
         raise BadInput("Choose a model.")
-    if not catalog.is_offered(datasette, model_id):
+    if llm_layer.installed(datasette):
+        choice = {c[0]: c for c in await catalog.offered(datasette, actor)}.get(model_id)
+        if choice is None:
+            raise BadInput(f"The model '{model_id}' is not available to you here.")
+        needs_key = choice[2]
+    elif not catalog.is_offered(datasette, model_id):
         raise BadInput(f"The model '{model_id}' is not available here.")
     try:
-        model, _is_async = catalog.resolve_model(model_id)
+        model, is_async = catalog.resolve_model(model_id)
     except llm.UnknownModelError:
         raise BadInput(
             f"Unknown model: '{model_id}'. Is the llm plugin that provides it installed?"
         )
-    if catalog.missing_key(model):
+    if not llm_layer.installed(datasette):
+        needs_key = catalog.missing_key(model)
+    if needs_key:
         raise BadInput(
             f"The model '{model_id}' needs an API key. " + catalog.how_to_set_key(model)
         )

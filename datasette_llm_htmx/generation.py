@@ -74,6 +74,8 @@ class Generation:
         self.name_conversation = False  # the first reply names the conversation
         self.title: asyncio.Future | None = None  # the name, once asked for
         self.task: asyncio.Task | None = None
+        self.actor: dict | None = None  # who asked (datasette-llm's hooks see them)
+        self.rest_of_chain = None  # with datasette-llm: the chain after this response
         self._frozen = False  # stopped: chunks still coming are dropped
         self._changed: asyncio.Event | None = None
         self._current: LivePart | None = None
@@ -238,18 +240,42 @@ async def _consume_async(generation: Generation) -> None:
     last_yield = monotonic()
     count = 0
     events = generation.response.astream_events()
-    async with contextlib.aclosing(events):
-        async for event in events:
-            if event.type == "text":
-                append(event.chunk)
-            else:
-                take_event(generation, event)
-            count += 1
-            if count % CHECK_EVERY == 0:
-                now = monotonic()
-                if now - last_yield > YIELD_EVERY:
-                    last_yield = now
-                    await asyncio.sleep(0)
+    try:
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if event.type == "text":
+                    append(event.chunk)
+                else:
+                    take_event(generation, event)
+                count += 1
+                if count % CHECK_EVERY == 0:
+                    now = monotonic()
+                    if now - last_yield > YIELD_EVERY:
+                        last_yield = now
+                        await asyncio.sleep(0)
+        if generation.rest_of_chain is not None:
+            # Without tools the chain ends here: datasette-llm's hooks
+            # exit as they do for a finished prompt (costs settle).
+            async for _ in generation.rest_of_chain:
+                pass
+            generation.rest_of_chain = None
+    finally:
+        if generation.rest_of_chain is not None:
+            await _end_chain_early(generation.rest_of_chain)
+
+
+class ReplyEnded(Exception):
+    """Thrown into datasette-llm's hooks when a reply ends early (stopped,
+    failed, timed out): hooks that clean up on an exception run
+    (datasette-llm-accountant gives its reservation back); the GeneratorExit
+    of a plain aclose() would leave it held."""
+
+
+async def _end_chain_early(rest) -> None:
+    try:
+        await rest.athrow(ReplyEnded())
+    except (ReplyEnded, StopAsyncIteration, RuntimeError):
+        pass
 
 async def _consume_sync(generation: Generation) -> None:
     stop = threading.Event()

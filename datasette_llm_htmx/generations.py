@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import llm
 
-from . import liveness, memory, shutdown, titles
+from . import liveness, llm_layer, memory, permissions, shutdown, titles
 from .catalog import resolve_model
 from .config import settings
 from .errors import ShownError
+from .events import ConversationStarted, PromptSent
 from .generation import Generation, describe_error, run_model
 from .store import llm_logs, unlogged
 from .store.database import llm_database, write_until_done, write_within
@@ -89,7 +90,7 @@ class Generations:
         self,
         message: Message,
         *,
-        actor_id,
+        actor: dict | None,
         new_conversation: bool,
         uploads=(),
         resend: bool = False,
@@ -105,6 +106,7 @@ class Generations:
         ``fork`` starts the message in a new thread forked from another (its
         conversation_id); ``new_system`` puts its system prompt in the
         history from here on (a change mid-conversation)."""
+        actor_id = permissions.actor_id(actor)
         self._check_capacity(actor_id)
         shutdown.watch_signals(self)
         model, is_async = resolve_model(message.model_id)
@@ -124,18 +126,24 @@ class Generations:
             message.attachments = [
                 Attachment(a.id(), a.type, len(a.content or b""), name=name) for a, name in uploads
             ]
-        response = conversation.prompt(
-            message.prompt,
+        prompt = dict(
             system=message.system,
             options=message.options,
             attachments=attachments or None,
             fragments=[llm.Fragment(f.content, f.source or "") for f in message.fragments] or None,
             messages=explicit,
         )
+        rest = None
+        if is_async and llm_layer.installed(self.datasette):
+            response, rest = await self._through_llm_layer(actor, model, conversation, message, prompt)
+        else:
+            response = conversation.prompt(message.prompt, **prompt)
         response.id = message.id  # the logged response keeps the message's id
         message.status = "pending"
         message.worker = liveness.THIS_WORKER.id
         generation = Generation(message, actor_id, response, is_async)
+        generation.actor = actor
+        generation.rest_of_chain = rest
         generation.name_conversation = new_conversation
         # The model starts while the record is written, so the first token
         # does not wait for the disk; if the record cannot be written in
@@ -162,6 +170,8 @@ class Generations:
         try:
             await write_within(self.db, record, START_WAIT)
         except BaseException:
+            if rest is not None:
+                await rest.aclose()
             generation.stop_event.set()
             generation.end("failed", "not recorded")
             generation.saved = True  # nothing of it reached the database
@@ -171,7 +181,27 @@ class Generations:
         self._worker_registered = True
         generation.recorded = True
         self._ensure_saver()
+        cid = message.conversation_id
+        if new_conversation:
+            await self.datasette.track_event(ConversationStarted(actor, cid, message.model_id))
+        await self.datasette.track_event(PromptSent(actor, cid, message.id, message.model_id))
         return generation
+
+    async def _through_llm_layer(self, actor, model, conversation, message, prompt):
+        """The prompt through datasette-llm's hooks: its first response, and
+        the rest of the chain (which ends the hooks when it is read out).
+        A hook that refuses (a budget) does it here, before anything is
+        recorded or run, and the person sees why beside the form."""
+        wrapped = await llm_layer.conversation(self.datasette, actor, model.model_id, conversation)
+        responses = wrapped.chain(message.prompt, **prompt).responses()
+        try:
+            return await responses.__anext__(), responses
+        except Exception as error:
+            await responses.aclose()
+            refusal = llm_layer.refusal(error)
+            if refusal:
+                raise ShownError(refusal, 429)
+            raise ShownError(f"This prompt was refused: {describe_error(error)}", 403)
 
     async def _forked_conversation(self, thread_id: str, fork: "Fork", model):
         """An llm conversation for a new fork: the history up to where it
@@ -312,7 +342,11 @@ class Generations:
             return None  # keep the name llm gave it: the first prompt, shortened
         message = generation.message
         title = await titles.title_for(
-            title_model or message.model_id, message.prompt, message.text, message.system
+            title_model or message.model_id,
+            message.prompt,
+            message.text,
+            message.system,
+            through=self._llm_layer_for(generation.actor),
         )
         try:
             await write_within(
@@ -324,6 +358,17 @@ class Generations:
             logger.warning("Could not name %s: %s", message.conversation_id, error.message)
             return None
         return title
+
+    def _llm_layer_for(self, actor):
+        """How a one-off prompt of ``actor`` (a title) goes through
+        datasette-llm's hooks; None without datasette-llm."""
+        if not llm_layer.installed(self.datasette):
+            return None
+
+        def through(model_id, text, system):
+            return llm_layer.title_prompt(self.datasette, actor, model_id, text, system)
+
+        return through
 
     # Stopping
 

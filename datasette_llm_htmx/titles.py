@@ -75,13 +75,15 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
-async def ask_model(model_id: str, prompt: str, reply: str) -> str | None:
+async def ask_model(model_id: str, prompt: str, reply: str, through=None) -> str | None:
     """The model's answer to "name this conversation", or None if it does
     not come within TITLE_TIMEOUT (or the title threads are all busy)."""
     global _sync_calls
     model, is_async = resolve_model(model_id)
     request = f"{prompt[:2000]}\n\n---\n\n{reply[:2000]}"
-    if is_async:
+    if is_async and through is not None:  # datasette-llm's hooks (budgets) see it
+        call = asyncio.ensure_future(through(model_id, request, TITLE_SYSTEM))
+    elif is_async:
         call = asyncio.ensure_future(model.prompt(request, system=TITLE_SYSTEM).text())
     else:
         if _sync_calls >= _executor._max_workers:
@@ -111,9 +113,9 @@ def _swallow(future) -> None:
         future.exception()
 
 
-async def title_for(model_id: str, prompt: str, reply: str, system: str | None) -> str:
+async def title_for(model_id: str, prompt: str, reply: str, system: str | None, through=None) -> str:
     try:
-        answer = await ask_model(model_id, prompt, reply)
+        answer = await ask_model(model_id, prompt, reply, through)
     except Exception:
         answer = None
     return judge(answer, prompt, system) or fallback(prompt)
