@@ -9,7 +9,7 @@ escaping); every SQL statement is in ``store``.
 
 from datasette import hookimpl
 
-from . import csp, permissions, rendering, routes
+from . import csp, events, llm_layer, menus, permissions, rendering, routes
 from .config import settings
 from .generations import generations
 from .rendering import format_time, markdown_to_html
@@ -75,9 +75,50 @@ def menu_links(datasette, actor):
 
 
 @hookimpl
+def homepage_actions(datasette, actor, request):
+    return menus.homepage_actions(datasette, actor)
+
+
+@hookimpl
+def table_actions(datasette, actor, database, table, request):
+    return menus.data_actions(datasette, actor, request, "table")
+
+
+@hookimpl
+def view_actions(datasette, actor, database, view, request):
+    return menus.data_actions(datasette, actor, request, "table")
+
+
+@hookimpl
+def query_actions(datasette, actor, database, query_name, request, sql, params):
+    return menus.data_actions(datasette, actor, request, "query")
+
+
+@hookimpl
+def row_actions(datasette, actor, request, database, table, row):
+    return menus.data_actions(datasette, actor, request, "row")
+
+
+@hookimpl
+def jump_items_sql(datasette, actor, request):
+    return menus.jump_items(datasette, actor)
+
+
+@hookimpl
 def prepare_jinja2_environment(env, datasette):
     env.filters["llm_markdown"] = markdown_to_html
     env.filters["llm_time"] = format_time
+
+
+@hookimpl
+def register_events(datasette):
+    return events.ALL
+
+
+@hookimpl
+def register_llm_purposes(datasette):
+    # a hook of datasette-llm, called only when it is installed
+    return [llm_layer.purpose()]
 
 
 @hookimpl

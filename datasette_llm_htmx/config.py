@@ -31,6 +31,8 @@ class Settings:
     max_attachment_bytes: int
     # Leave models that need a key nobody set out of the model select.
     hide_models_without_keys: bool
+    # "Chat about this table": the most rows its first prompt carries.
+    about_rows: int = 100
 
 
 def _number(value, default):
@@ -58,5 +60,6 @@ def settings(datasette) -> Settings:
         max_generations_per_actor=int(_number(config.get("max_generations_per_actor"), 4)),
         render_cache_mb=_number(config.get("render_cache_mb"), 64.0),
         max_attachment_bytes=int(_number(config.get("max_attachment_mb"), 10.0) * 1024 * 1024),
+        about_rows=max(1, int(_number(config.get("about_rows"), 100))),
         hide_models_without_keys=bool(config.get("hide_models_without_keys", False)),
     )

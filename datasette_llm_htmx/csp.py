@@ -55,8 +55,42 @@ async def prepare(datasette) -> None:
     )
 
 
-def policy(datasette) -> str:
-    return datasette._llm_htmx_csp
+def policy(datasette, extra_scripts: list[str] = ()) -> str:
+    """The policy; ``extra_scripts`` are hashes of inline scripts this
+    response may also run."""
+    if not extra_scripts:
+        return datasette._llm_htmx_csp
+    return datasette._llm_htmx_csp.replace(
+        "script-src 'self'", "script-src 'self' " + " ".join(extra_scripts), 1
+    )
+
+
+async def body_script_hashes(datasette, request, template: str) -> list[str]:
+    """Hashes of the inline scripts other plugins add to a page through
+    ``extra_body_script`` (datasette-agent's jump-menu section), asked of
+    the plugins themselves, as Datasette asks them when it renders the page.
+    Scripts come from installed plugins, never from the page's content: a
+    script injected into a reply still matches no hash and does not run."""
+    from datasette.plugins import pm
+    from datasette.utils import await_me_maybe
+
+    hashes = []
+    for script in pm.hook.extra_body_script(
+        template=template,
+        database=None,
+        table=None,
+        columns=None,
+        view_name=None,
+        request=request,
+        datasette=datasette,
+    ):
+        script = await await_me_maybe(script)
+        if isinstance(script, dict):
+            script = script.get("script")
+        if script:
+            digest = hashlib.sha256(str(script).encode("utf-8")).digest()
+            hashes.append("'sha256-" + base64.b64encode(digest).decode() + "'")
+    return hashes
 
 
 def nosniff(app):

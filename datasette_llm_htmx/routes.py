@@ -14,6 +14,7 @@ ROUTES = [
     (r"^/-/llm$", {"GET": pages.index}),
     (r"^/-/llm/start$", {"POST": actions.start}),
     (r"^/-/llm/options$", {"GET": pages.model_options}),
+    (r"^/-/llm/about$", {"GET": pages.about}),
     (rf"^/-/llm/{CID}$", {"GET": pages.conversation_page}),
     (rf"^/-/llm/{CID}\.(?P<format>md|json)$", {"GET": pages.export}),
     (rf"^/-/llm/{CID}/prompt$", {"POST": actions.follow_up}),

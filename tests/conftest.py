@@ -168,7 +168,11 @@ def xss_corpus(tmp_path_factory):
     Yields (server, conversation ids in the order of PAYLOADS)."""
     user_dir = tmp_path_factory.mktemp("xss") / "llm"
     user_dir.mkdir()
-    server = Server(user_dir, env={"LLM_USER_PATH": str(user_dir)}).start()
+    # with another plugin's inline script on every page (tests/other_plugins)
+    other_plugins = str(pathlib.Path(__file__).parent / "other_plugins")
+    server = Server(
+        user_dir, extra_args=["--plugins-dir", other_plugins], env={"LLM_USER_PATH": str(user_dir)}
+    ).start()
     conversations = []
     with server.client() as client:
         for payload in PAYLOADS:

@@ -6,8 +6,10 @@ A problem (bad input, a busy database, too many replies at once) comes back
 beside the form with everything typed kept.
 """
 
-from .. import partials, permissions, titles
+from .. import about, partials, permissions, titles
+from ..config import settings
 from ..errors import ShownError
+from ..events import ConversationRenamed
 from ..forms import (
     BadInput,
     check_attachments,
@@ -41,15 +43,25 @@ async def start(request, datasette):
     form = {}
     try:
         form, files = await read_form(request, datasette)
-        model = check_model(datasette, form.get("model_id", ""))
+        model = await check_model(datasette, form.get("model_id", ""), request.actor)
         prompt, system = check_prompt(datasette, form)
         options = check_options(model, form)
         uploads = await check_attachments(datasette, model, files)
         cid = new_id()
         message = new_message(cid, model.model_id, prompt, system, options)
+        if form.get("about_kind"):  # chat about a table, a query or a row
+            message.fragments = [
+                await about.fragment_for(
+                    datasette,
+                    request.actor,
+                    form["about_kind"],
+                    form.get("about_page", ""),
+                    settings(datasette).about_rows,
+                )
+            ]
         await generations(datasette).start(
             message,
-            actor_id=permissions.actor_id(request.actor),
+            actor=request.actor,
             new_conversation=True,
             uploads=uploads,
         )
@@ -80,7 +92,7 @@ async def follow_up(request, datasette):
         # form's settings); the page sends the system prompt it showed
         chosen = form.get("model_id") or latest_model or conversation.model_id or ""
         try:
-            model = check_model(datasette, chosen)
+            model = await check_model(datasette, chosen, request.actor)
         except BadInput as error:
             if form.get("model_id"):
                 raise
@@ -97,7 +109,7 @@ async def follow_up(request, datasette):
         )
         await registry.start(
             message,
-            actor_id=permissions.actor_id(request.actor),
+            actor=request.actor,
             new_conversation=False,
             uploads=uploads,
             new_system=new_system,
@@ -115,7 +127,7 @@ async def retry(request, datasette):
             raise BadInput("Only a stopped, failed or interrupted reply can be retried.", 409)
         if any(m.in_flight for m in conversation.messages):
             raise BadInput("A reply is still being written. Wait for it to finish.", 409)
-        model = check_model(datasette, failed.model_id)
+        model = await check_model(datasette, failed.model_id, request.actor)
         message = new_message(
             conversation.id, model.model_id, failed.prompt, failed.system, failed.options
         )
@@ -126,7 +138,7 @@ async def retry(request, datasette):
         message.show_system = False
         await generations(datasette).start(
             message,
-            actor_id=permissions.actor_id(request.actor),
+            actor=request.actor,
             new_conversation=False,
             resend=True,
         )
@@ -197,6 +209,7 @@ async def rename(request, datasette):
         return await render_title_form(
             datasette, request, conversation, form.get("title", ""), error=error
         )
+    await datasette.track_event(ConversationRenamed(request.actor, conversation.id))
     if is_htmx(request):
         return html_response(
             datasette,

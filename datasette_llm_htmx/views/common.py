@@ -15,9 +15,23 @@ def is_htmx(request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
+class Page(str):
+    """A rendered page, with the hashes of the inline scripts other plugins
+    put on it."""
+
+    script_hashes: list[str] = []
+
+
+async def render_page(datasette, template: str, context: dict, request) -> Page:
+    page = Page(await datasette.render_template(template, context, request=request))
+    page.script_hashes = await csp.body_script_hashes(datasette, request, template)
+    return page
+
+
 def html_response(datasette, body: str, status=200, headers=None) -> Response:
-    headers = {**(headers or {}), "Content-Security-Policy": csp.policy(datasette)}
-    return Response.html(body, status=status, headers=headers)
+    policy = csp.policy(datasette, getattr(body, "script_hashes", ()))
+    headers = {**(headers or {}), "Content-Security-Policy": policy}
+    return Response.html(str(body), status=status, headers=headers)
 
 
 def see_other(datasette, cid: str, mid: str | None = None) -> Response:

@@ -8,8 +8,10 @@ import re
 from datasette import NotFound, Response
 from markupsafe import Markup
 
+from .. import about as about_data
 from .. import catalog, drafts, partials, permissions, titles
 from ..config import settings
+from ..errors import ShownError
 from .. import export as exports
 from ..generations import generations
 from ..ids import is_id
@@ -17,7 +19,14 @@ from ..partials import TEMPLATE_DIR
 from ..rendering import render_ahead
 from ..store import attachments, listing
 from ..store.database import llm_database
-from .common import find_message, html_response, is_htmx, load_readable, load_writable
+from .common import (
+    find_message,
+    html_response,
+    is_htmx,
+    load_readable,
+    load_writable,
+    render_page,
+)
 
 PAGE_SIZE = 50
 TITLE_WAIT = titles.TITLE_TIMEOUT + 5  # a title long-poll outlasts the title call
@@ -40,7 +49,23 @@ def _draft(request) -> dict:
     return {"form": draft.fields, "error": draft.error, "status": draft.status}
 
 
-async def render_index(datasette, request, *, error=None, form=None, status=200):
+async def about(request, datasette):
+    """The start form, for a conversation about a table, a query or a row:
+    its first prompt will carry what the actor sees of it."""
+    await permissions.require_chat(datasette, request)
+    kind, page = request.args.get("kind", ""), request.args.get("page", "")
+    try:
+        fragment = await about_data.fragment_for(
+            datasette, request.actor, kind, page, settings(datasette).about_rows
+        )
+    except ShownError as error:
+        return await render_index(datasette, request, error=error.message, status=error.status)
+    return await render_index(
+        datasette, request, about={"kind": kind, "page": page, "fragment": fragment}
+    )
+
+
+async def render_index(datasette, request, *, error=None, form=None, status=200, about=None):
     before = request.args.get("before")
     if before and not is_id(before):
         before = None
@@ -71,15 +96,16 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
     ):
         return html_response(datasette, conversation_list)
     form = form or {}
-    selected = form.get("model_id") or catalog.default_model_id(datasette)
+    selected = form.get("model_id") or await catalog.default_for(datasette, request.actor)
     return html_response(
         datasette,
-        await datasette.render_template(
+        await render_page(
+            datasette,
             f"{TEMPLATE_DIR}/index.html",
             {
                 "can_chat": await permissions.can_chat(datasette, request.actor),
                 "deleted": request.args.get("deleted") == "1",
-                "models": catalog.model_choices(datasette),
+                "models": await catalog.offered(datasette, request.actor),
                 "selected_model": selected,
                 # pre-rendered partials: _options.html, _conversation_list.html
                 "options": partials.options(datasette, request, selected, form),
@@ -87,6 +113,7 @@ async def render_index(datasette, request, *, error=None, form=None, status=200)
                 "error": error,
                 "q": q,
                 "conversation_list": conversation_list,
+                "about": about,
             },
             request=request,
         ),
@@ -126,7 +153,8 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
     )
     return html_response(
         datasette,
-        await datasette.render_template(
+        await render_page(
+            datasette,
             f"{TEMPLATE_DIR}/conversation.html",
             {
                 "conversation": conversation,
@@ -135,7 +163,7 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
                 "can_delete": can_delete,
                 "form": form or {},
                 "error": error,
-                "models": catalog.model_choices(datasette),
+                "models": await catalog.offered(datasette, request.actor),
                 "selected_model": latest_model,
                 "latest_model": latest_model,
                 "single_turn": not catalog.supports_conversation(datasette, latest_model),
@@ -180,7 +208,8 @@ async def whole_prompt(request, datasette):
     if is_htmx(request):
         html = partials.render_partial(datasette, "_prompt.html", request=request, **context)
     else:
-        html = await datasette.render_template(
+        html = await render_page(
+            datasette,
             f"{TEMPLATE_DIR}/prompt.html", context, request=request
         )
     return html_response(datasette, html)
@@ -288,7 +317,8 @@ async def render_title_form(datasette, request, conversation, value, error=None)
     if is_htmx(request):
         html = partials.render_partial(datasette, "_title_form.html", request=request, **context)
     else:
-        html = await datasette.render_template(
+        html = await render_page(
+            datasette,
             f"{TEMPLATE_DIR}/title.html", context, request=request
         )
     return html_response(datasette, html, status=status)

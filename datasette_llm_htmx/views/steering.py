@@ -19,6 +19,7 @@ from ..ids import new_id
 from ..store import legacy, llm_logs, threads, unlogged
 from ..store.database import llm_database, write_within
 from ..store.records import Fragment
+from ..events import ConversationDeleted
 from .actions import new_message
 from .common import (
     back_with_draft,
@@ -28,6 +29,7 @@ from .common import (
     load_readable,
     load_writable,
     problem_beside_form,
+    render_page,
     see_other,
 )
 
@@ -68,7 +70,8 @@ async def _edit_form(datasette, request, conversation, target, value, error=None
     if is_htmx(request) and error is None:
         html = partials.render_partial(datasette, "_edit_form.html", request=request, **context)
     else:
-        html = await datasette.render_template(
+        html = await render_page(
+            datasette,
             f"{partials.TEMPLATE_DIR}/edit.html", context, request=request
         )
     return html_response(datasette, html, status=error.status if error else 200)
@@ -80,7 +83,7 @@ async def _resend(datasette, request, conversation, target, prompt):
             raise BadInput("A reply is still being written. Wait for it to finish or stop it.", 409)
         if target.status != "done":
             raise BadInput("This reply did not finish: use Retry to run it again.", 409)
-        model = check_model(datasette, target.model_id)
+        model = await check_model(datasette, target.model_id, request.actor)
         fork = await llm_database(datasette).execute_fn(
             lambda conn: _fork_before(conn, conversation, target)
         )
@@ -90,7 +93,7 @@ async def _resend(datasette, request, conversation, target, prompt):
         message.show_system = target.show_system
         await generations(datasette).start(
             message,
-            actor_id=permissions.actor_id(request.actor),
+            actor=request.actor,
             new_conversation=False,
             resend=True,
             fork=fork,
@@ -138,7 +141,7 @@ async def carry(request, datasette):
     failed = find_message(conversation, request.url_vars["mid"])
     done = [m for m in conversation.messages if m.status == "done" and m.id < failed.id]
     try:
-        model = check_model(datasette, failed.model_id)
+        model = await check_model(datasette, failed.model_id, request.actor)
         carried = []
         if done:
             last = done[-1]
@@ -154,7 +157,7 @@ async def carry(request, datasette):
         message.attachments = failed.attachments
         await generations(datasette).start(
             message,
-            actor_id=permissions.actor_id(request.actor),
+            actor=request.actor,
             new_conversation=True,
             resend=True,
         )
@@ -177,7 +180,8 @@ async def delete(request, datasette):
         if is_htmx(request):
             html = partials.render_partial(datasette, template, request=request, **context)
         else:
-            html = await datasette.render_template(
+            html = await render_page(
+            datasette,
                 f"{partials.TEMPLATE_DIR}/{template}", context, request=request
             )
         return html_response(datasette, html)
@@ -194,12 +198,14 @@ async def delete(request, datasette):
         )
     except ShownError as error:
         context["error"] = error.message
-        html = await datasette.render_template(
+        html = await render_page(
+            datasette,
             f"{partials.TEMPLATE_DIR}/delete.html", context, request=request
         )
         return html_response(datasette, html, status=error.status)
     for cid in family:
         registry.conversations.pop(cid, None)
+    await datasette.track_event(ConversationDeleted(request.actor, root))
     if is_htmx(request):
         return Response.text("", headers={"HX-Redirect": datasette.urls.path("/-/llm")})
     return Response.redirect(datasette.urls.path("/-/llm?deleted=1"), status=303)

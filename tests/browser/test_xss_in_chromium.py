@@ -12,7 +12,7 @@ def test_no_dialog_and_no_csp_violation_in_chromium(root_context, xss_corpus):
     server, conversations = xss_corpus
     context = root_context(server)
     page = context.new_page()
-    dialogs, errors, requests = [], [], []
+    dialogs, errors, requests, other_plugin = [], [], [], []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -21,6 +21,8 @@ def test_no_dialog_and_no_csp_violation_in_chromium(root_context, xss_corpus):
     for cid in conversations:
         page.goto(f"{server.url}/-/llm/{cid}")
         page.wait_for_load_state("load")
+        # another plugin's inline script (extra_body_script) runs here
+        other_plugin.append(page.evaluate("document.documentElement.dataset.otherPlugin"))
         # hover and focus everything, as a curious reader would
         for element in page.locator("#messages a, #messages details, #messages input").all()[:20]:
             element.hover()
@@ -28,6 +30,7 @@ def test_no_dialog_and_no_csp_violation_in_chromium(root_context, xss_corpus):
     context.close()
     assert dialogs == []
     assert errors == []
+    assert other_plugin == ["ran"] * len(conversations)
     assert all(url.startswith(server.url) for url in requests), [
         u for u in requests if not u.startswith(server.url)
     ]
