@@ -80,6 +80,11 @@ def homepage_actions(datasette, actor, request):
 
 
 @hookimpl
+def database_actions(datasette, actor, database, request):
+    return menus.data_actions(datasette, actor, request, "database")
+
+
+@hookimpl
 def table_actions(datasette, actor, database, table, request):
     return menus.data_actions(datasette, actor, request, "table")
 

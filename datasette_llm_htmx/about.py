@@ -16,7 +16,7 @@ from datasette.utils import tilde_decode
 from .forms import BadInput
 from .store.records import Fragment
 
-KINDS = {"table": "Table", "query": "Query", "row": "Row"}
+KINDS = {"database": "Database", "table": "Table", "query": "Query", "row": "Row"}
 # what shapes the JSON, not which rows: set here
 OWN_ARGS = {"_shape", "_size", "_extra", "_json", "_nl", "_next", "_format"}
 
@@ -37,11 +37,14 @@ def action_link(datasette, request, kind: str) -> dict:
 def _json_url(kind: str, page: str, cap: int) -> tuple[str, str]:
     """(database, the JSON API URL of the page): only a database's pages."""
     if kind not in KINDS:
-        raise BadInput("Choose a table, a query or a row to chat about.")
+        raise BadInput("Choose a database, a table, a query or a row to chat about.")
     parts = urlsplit(page)
     segments = parts.path.split("/")
-    if parts.scheme or parts.netloc or len(segments) < 3 or not segments[1] or segments[1] == "-":
-        raise BadInput("That is not a page of a table, a query or a row.")
+    least = 2 if kind == "database" else 3
+    if parts.scheme or parts.netloc or len(segments) < least or not segments[1] or segments[1] == "-":
+        raise BadInput("That is not a page of a database, a table, a query or a row.")
+    if kind == "database":
+        return tilde_decode(segments[1]), f"/{segments[1]}.json"
     database = tilde_decode(segments[1])
     args = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in OWN_ARGS]
     args.append(("_extra", "count,columns" if kind == "table" else "columns"))
@@ -62,6 +65,8 @@ async def fragment_for(datasette, actor, kind: str, page: str, cap: int) -> Frag
     if response.status_code != 200:
         raise BadInput(f"That {kind} could not be read ({response.status_code}).", 400)
     data = response.json()
+    if kind == "database":
+        return await _database_fragment(datasette, database, page, data)
     columns = data.get("columns") or []
     rows = (data.get("rows") or [])[:cap]
     described = f"{KINDS[kind]} {page} of the Datasette database {database!r}"
@@ -77,6 +82,24 @@ async def fragment_for(datasette, actor, kind: str, page: str, cap: int) -> Frag
     elif kind == "query" and len(data.get("rows") or []) > cap:
         shown += f" (the first {cap}; the rest are not included)"
     lines += ["", f"{shown}, as CSV:", _csv(columns, rows)]
+    return Fragment(source=f"datasette:{page}", content="\n".join(lines))
+
+
+async def _database_fragment(datasette, database: str, page: str, data: dict) -> Fragment:
+    """The schema of the tables and views the actor may see (the database's
+    JSON lists only those), with their row counts."""
+    names = [t["name"] for t in data.get("tables") or [] if not t.get("hidden")]
+    names += [v["name"] if isinstance(v, dict) else v for v in data.get("views") or []]
+    counts = {t["name"]: t.get("count") for t in data.get("tables") or []}
+    result = await datasette.get_database(database).execute(
+        "select name, sql from sqlite_master where type in ('table', 'view') and sql is not null"
+    )
+    schemas = {row[0]: row[1] for row in result.rows}
+    lines = [f"The Datasette database {database!r} ({page}): its tables and views.", ""]
+    for name in names:
+        if name in schemas:
+            count = counts.get(name)
+            lines.append(schemas[name] + ";" + (f"  -- {count:,} rows" if count is not None else ""))
     return Fragment(source=f"datasette:{page}", content="\n".join(lines))
 
 

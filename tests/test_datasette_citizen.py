@@ -195,3 +195,13 @@ async def test_the_main_flow_under_a_base_url(make_datasette, pets_db):
     assert all(link.startswith("/prefix/-/llm/about") for link in about_links((await get(ds, "/pets/pets")).text))
     jump = (await get(ds, "/-/jump?q=prefix")).json()["matches"]
     assert [m["url"] for m in jump if m["type"] == "llm-conversation"] == [f"/prefix/-/llm/{cid}"]
+
+
+@pytest.mark.asyncio
+async def test_chat_about_a_database_carries_the_schema_one_may_see(ds):
+    [link] = about_links((await get(ds, "/pets")).text)
+    about = await get(ds, link)
+    assert about.status_code == 200
+    assert "CREATE TABLE pets" in about.text and "40 rows" in about.text
+    assert "CREATE TABLE secret" not in about.text  # alice may not see it
+    assert "CREATE TABLE secret" in (await get(ds, link, actor=ROOT)).text
