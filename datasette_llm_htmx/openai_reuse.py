@@ -1,5 +1,6 @@
-"""One OpenAI client per credentials, reused from prompt to prompt (a
-prototype, not enabled: see docs/benchmarks.md, "A real upstream").
+"""One OpenAI client per credentials, reused from prompt to prompt
+(catalog.resolve_model applies it; measured in docs/benchmarks.md, "A real
+upstream").
 
 llm 0.36's OpenAI models build a new ``openai.AsyncOpenAI`` for every
 prompt (``_Shared.get_client`` in ``llm/default_plugins/openai_models.py``).
