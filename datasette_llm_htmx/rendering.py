@@ -15,6 +15,7 @@ from bleach.css_sanitizer import CSSSanitizer
 from bleach.linkifier import LinkifyFilter
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML
 from markupsafe import Markup
 
 ALLOWED_TAGS = frozenset(
@@ -32,9 +33,25 @@ ALLOWED_PROTOCOLS = frozenset({"http", "https", "mailto"})
 # markdown-it writes table alignment as style="text-align:..."
 ALLOWED_CSS = ["text-align"]
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
-    ["table", "strikethrough"]
-)
+class _Renderer(RendererHTML):
+    """markdown-it's HTML without the line breaks it writes after block
+    tags: whitespace between blocks shows nothing, and a reply streamed in
+    blocks pays each one in SSE framing (a "data: " line). Line breaks in
+    code and in paragraphs stay."""
+
+    def renderToken(self, tokens, idx, options, env) -> str:
+        return super().renderToken(tokens, idx, options, env).strip("\n")
+
+    def fence(self, tokens, idx, options, env) -> str:
+        return super().fence(tokens, idx, options, env).rstrip("\n")
+
+    def code_block(self, tokens, idx, options, env) -> str:
+        return super().code_block(tokens, idx, options, env).rstrip("\n")
+
+
+_markdown = MarkdownIt(
+    "commonmark", {"html": False, "linkify": False}, renderer_cls=_Renderer
+).enable(["table", "strikethrough"])
 
 
 
