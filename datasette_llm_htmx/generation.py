@@ -27,7 +27,7 @@ class LivePart:
     """A part of a reply as it is written: text, reasoning or a tool call,
     in the chunks it came in."""
 
-    __slots__ = ("kind", "chunks", "name", "call_id", "started", "ended")
+    __slots__ = ("kind", "chunks", "name", "call_id", "started", "ended", "live")
 
     def __init__(self, kind: str, name: str | None = None, call_id: str | None = None):
         self.kind = kind
@@ -36,6 +36,7 @@ class LivePart:
         self.call_id = call_id
         self.started = time.monotonic()
         self.ended: float | None = None
+        self.live = None  # text: its blocks so far, once a stream follows it (following.py)
 
     def text(self) -> str:
         return "".join(self.chunks)

@@ -46,9 +46,40 @@ def message_context(datasette, cid: str, can_write: bool) -> dict:
     }
 
 
-def message(datasette, request, message, can_write: bool, context=None) -> Markup:
+def message(datasette, request, message, can_write: bool, context=None, kept=()) -> Markup:
+    """One message. ``kept``: the ids of reply texts the browser shows
+    already, drawn as empty elements htmx keeps (for a "done" event)."""
     context = context or message_context(datasette, message.conversation_id, can_write)
-    return render_partial(datasette, "_message.html", request=request, message=message, **context)
+    live = live_text(datasette, message) if message.in_flight else None
+    return render_partial(
+        datasette, "_message.html", request=request, message=message, live=live, kept=kept, **context
+    )
+
+
+def part_id(mid: str, index: int) -> str:
+    """The id of a reply's part in the page (as _message.html makes it)."""
+    return f"m-{mid}-part-{index}"
+
+
+def live_text(datasette, message) -> dict | None:
+    """How a page draws the text a reply generated here is writing: the
+    blocks its streams have finished (rendered already), then the rest as
+    the tail. None otherwise: the stream's first snapshot will draw it."""
+    from .generations import generations  # which imports the views' helpers
+
+    generation = generations(datasette).replies.get(message.id)
+    parts = message.reply_parts
+    if generation is None or not parts or parts[-1].kind != "text" or not generation.parts:
+        return None
+    live = getattr(generation.parts[-1], "live", None)
+    text = parts[-1].text
+    if live is None or generation.parts[-1].kind != "text" or len(text) < live.length:
+        return None
+    return {
+        "blocks": Markup("".join(live.blocks)),
+        "tail": None if live.complete else text[live.shown_from :],
+        "code": live.code,
+    }
 
 
 def title(datasette, request, cid: str, text: str, can_write: bool, focus=False) -> Markup:
@@ -126,13 +157,10 @@ def system_was(datasette, request, system: str | None) -> Markup:
 CLEAR_FORM_ERROR = Markup('<div id="form-error" hx-swap-oob="innerHTML"></div>')
 
 
-def streaming_text(datasette, text: str) -> Markup:
-    return render_partial(datasette, "_streaming_text.html", text=text)
-
-
 # Where a partial's long content goes when it is sent in pieces: the partial
-# is drawn around this marker, and split at it.
+# is drawn around this marker (and BLOCKS_MARKER), and split at it.
 MARKER = Markup("\x00llm-htmx-content\x00")
+BLOCKS_MARKER = Markup("\x00llm-htmx-blocks\x00")
 
 
 def around(html: str) -> tuple[str, str]:
@@ -141,9 +169,48 @@ def around(html: str) -> tuple[str, str]:
     return before, after
 
 
-def streaming_parts_around(datasette, parts) -> tuple[str, str]:
-    """A reply being written, drawn around the text of its last part."""
-    return around(render_partial(datasette, "_streaming_parts.html", parts=parts, current=MARKER))
+def split_at(html: str, *markers) -> list[str]:
+    """The pieces of a partial between the markers it was drawn with."""
+    pieces = []
+    for marker in markers:
+        before, found, html = html.partition(marker)
+        assert found, "a partial lost its marker"
+        pieces.append(before)
+    return pieces + [html]
+
+
+def streaming_parts_around(datasette, mid: str, parts) -> tuple[str, str]:
+    """A reply being written, drawn around the reasoning of its last part."""
+    return around(
+        render_partial(datasette, "_streaming_parts.html", parts=parts, mid=mid, current=MARKER)
+    )
+
+
+def finished_parts(datasette, mid: str, parts, body=None) -> Markup:
+    """A finished reply's parts, for a stream that began after its end
+    (``body``: a marker in place of its one text's HTML)."""
+    extra = {} if body is None else {"body": body}
+    return render_partial(
+        datasette, "_streaming_parts.html", parts=parts, mid=mid, complete=True, **extra
+    )
+
+
+def streaming_parts_pieces(datasette, mid: str, parts, writing: bool, code: bool) -> list[str]:
+    """A reply being written whose last part is text: the pieces around its
+    blocks and its tail (around its blocks only once it is complete)."""
+    live = {"blocks": BLOCKS_MARKER, "tail": MARKER if writing else None, "code": code}
+    html = render_partial(datasette, "_streaming_parts.html", parts=parts, mid=mid, live=live)
+    return split_at(html, BLOCKS_MARKER, MARKER) if writing else split_at(html, BLOCKS_MARKER)
+
+
+def streaming_blocks_pieces(datasette, writing: bool, code: bool) -> list[str]:
+    """A "block" event: the pieces around the blocks and the tail after
+    them (the blocks only once the text is complete)."""
+    html = render_partial(
+        datasette, "_streaming_blocks.html",
+        blocks=BLOCKS_MARKER, tail=MARKER if writing else None, code=code,
+    )
+    return split_at(html, BLOCKS_MARKER, MARKER) if writing else split_at(html, BLOCKS_MARKER)
 
 
 def message_around(datasette, request, message, can_write: bool) -> tuple[str, str] | None:

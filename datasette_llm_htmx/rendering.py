@@ -104,17 +104,43 @@ def markdown_to_html(text: str) -> Markup:
     return html
 
 
-def _render(text: str) -> str:
+def _render(text: str, env: dict | None = None) -> str:
     """Markdown to sanitized HTML, one top-level block at a time.
 
     bleach (through html5lib's tree walker) looks up each element's place
     among its siblings by scanning them: cleaning a whole reply at once
     costs the square of its number of paragraphs (a 1.2 MB reply took 16 s).
     Cleaned block by block, and long tables and lists a group of rows or
-    items at a time, the cost grows with the length, as it should."""
-    env: dict = {}
+    items at a time, the cost grows with the length, as it should.
+
+    ``env`` carries link reference definitions from one call to the next
+    (markdown-it adds those it finds): a reply rendered in pieces as it is
+    written (live_markdown.py) resolves links as the whole would, to the
+    definitions seen so far."""
+    env = {} if env is None else env
     tokens = _markdown.parse(text, env)
     return "".join(_block_html(tokens[start:end], env) for start, end in _blocks(tokens))
+
+
+def render_blocks(text: str, env: dict) -> Markup:
+    """Sanitized HTML for finished top-level blocks of a reply still being
+    written; ``env`` as for _render. Call it off the event loop
+    (in_render_thread)."""
+    return Markup(_render(text, env))
+
+
+# The same parser stopped after its block phase: where top-level blocks
+# begin and end, without the inline work, for live_markdown.py to decide
+# which blocks are finished. Its options must stay those of _markdown.
+_block_parser = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
+    ["table", "strikethrough"]
+)
+_block_parser.core.ruler.enableOnly(["normalize", "block"])
+
+
+def block_tokens(text: str) -> list:
+    """markdown-it's block tokens for ``text`` (inline content unparsed)."""
+    return _block_parser.parse(text, {})
 
 
 GROUP = 64  # table rows or list items cleaned together
@@ -202,7 +228,27 @@ def _list_html(tokens, env) -> str | None:
 
 
 def _key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    key = text_key()
+    key.update(encoded(text))
+    return key.digest()
+
+
+def text_key():
+    """The hash whose digest keys a reply's HTML in the cache, fed with
+    ``encoded`` pieces of its text: a text that arrives in pieces is keyed
+    as it is fed, without being joined again."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def encoded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def remember(key: bytes, html: Markup) -> None:
+    """Keep the HTML of a reply rendered in pieces (live_markdown.py), under
+    the key of its whole text: the finished message and later pages use it
+    without rendering the reply again."""
+    _cache.put(key, html)
 
 
 class ByteBoundCache:
@@ -275,6 +321,13 @@ async def render_ahead(texts) -> None:
         waits.add(job)
     if waits:
         await asyncio.gather(*(asyncio.shield(w) for w in waits))
+
+
+async def in_render_thread(function, *args):
+    """Run ``function(*args)`` in the render thread: markdown work of
+    replies being written (live_markdown.py) queues behind pages' too,
+    never on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
 
 
 def _render_into_cache(texts: dict[bytes, str]) -> None:

@@ -51,17 +51,61 @@ def stream_url_of_last(cid, page_html) -> str:
     return f"/-/llm/{cid}/stream/{mid}"
 
 
-def streamed_text(events):
-    """The reply text a browser ends up with: the last snapshot, then tokens."""
-    text = ""
+LIVE_BODY = re.compile(r'<div class="reply-body markdown" id="[^"]+">')
+TAIL = re.compile(
+    r'(?:<div class="stream-tail stream-text">|<pre class="stream-tail"><code class="stream-text">)'
+    r"(.*?)</(?:div|code)>",
+    re.S,
+)
+
+
+def streamed_reply(events):
+    """The text being written as a browser ends up with it: (the HTML of
+    its finished blocks, the text still being written after them, or None
+    once it is all blocks). The last snapshot draws both, tokens append to
+    the tail, and a block event puts blocks in the tail's place, with a new
+    tail (or none)."""
+    blocks, tail = "", None
     for event in events:
         if event.name == "snapshot":
-            # the text being written is the last element of a snapshot
-            inner = re.search(r'<div class="stream-text"[^>]*>(.*)</div>\s*$', event.data, re.S)
-            text = html.unescape(inner.group(1)) if inner else ""
+            starts = list(LIVE_BODY.finditer(event.data))
+            body = event.data[starts[-1].end():] if starts else ""
+            blocks, tail = _blocks_and_tail(body, in_body=True)
         elif event.name == "token":
-            text += html.unescape(event.data)
-    return text
+            tail = (tail or "") + html.unescape(event.data)
+        elif event.name == "block":
+            more, tail = _blocks_and_tail(event.data)
+            blocks += more
+    return blocks, tail
+
+
+# What sse.py writes in place of characters that may not reach the wire raw
+FRAMED = {"&#13;": "\r", "&#8232;": "\u2028", "&#8233;": "\u2029"}
+
+
+def _blocks_and_tail(data, in_body=False):
+    for reference, character in FRAMED.items():
+        data = data.replace(reference, character)
+    found = TAIL.search(data)
+    if found:
+        return data[: found.start()], html.unescape(found.group(1))
+    if in_body:  # a complete text: its body's blocks, up to the body's end
+        data = data[: data.rindex("</div>")] if "</div>" in data else data
+    return data, None
+
+
+def streamed_text(events):
+    """The reply text a browser ends up showing: its blocks' text (tags
+    dropped), then the text still being written."""
+    blocks, tail = streamed_reply(events)
+    return html.unescape(re.sub(r"<[^>]+>", "", blocks)) + (tail or "")
+
+
+def rendered(text):
+    """The finished reply's HTML for ``text``, as the server renders it."""
+    from datasette_llm_htmx.rendering import _render
+
+    return _render(text)
 
 
 def read_some(client, url, count):

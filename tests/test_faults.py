@@ -13,7 +13,9 @@ from helpers import (
     cid_from,
     logged_turns,
     read_some,
+    rendered,
     start,
+    streamed_reply,
     streamed_text,
     wait_until,
 )
@@ -31,7 +33,7 @@ def unlogged_text(user_dir, mid):
 
 
 def reply_body(html):
-    return re.search(r'<div class="reply-body markdown">(.*?)</div>', html, re.S).group(1)
+    return re.search(r'<div class="reply-body markdown"[^>]*>(.*?)</div>', html, re.S).group(1)
 
 
 def test_closing_the_tab_does_not_stop_the_reply(server, user_dir):
@@ -70,12 +72,13 @@ def test_many_connections_one_model_call_same_text(server, user_dir):
             thread.join(30)
     assert again[0].name == "snapshot"  # a reconnect starts from the whole text
     expected = "Reply to: only once\n" + "".join(f"token{i} " for i in range(30))
-    assert streamed_text(results["a"]) == expected
-    assert streamed_text(results["b"]) == expected
-    assert streamed_text(again) == expected
+    finished = (rendered(expected), None)
+    assert streamed_reply(results["a"]) == finished
+    assert streamed_reply(results["b"]) == finished
+    assert streamed_reply(again) == finished
     # the browser's view after the reconnect: the snapshot replaced what the
     # first connection had appended, so nothing is doubled
-    assert streamed_text(first + again) == expected
+    assert streamed_reply(first + again) == finished
     # (a second call, with a longer prompt, names the conversation)
     assert calls(user_dir).count("steady\t'only once'") == 1
     assert len(logged_turns(user_dir, cid)) == 1
@@ -86,7 +89,7 @@ def test_page_reload_mid_reply_shows_text_once(server):
         cid, stream_url, _ = start(client, option_chunks="40", option_delay="0.03")
         read_some(client, stream_url, 5)
         page = client.get(f"/-/llm/{cid}").text
-        shown = re.search(r'<div class="stream-text"[^>]*>(.*?)</div>', page, re.S).group(1)
+        shown = re.search(r'<div class="stream-tail stream-text">(.*?)</div>', page, re.S).group(1)
         assert shown.count("token0 ") == 1
         events = read_until_final(client, STREAM_URL.search(page).group(1))
         assert events[0].name == "snapshot"
@@ -114,7 +117,9 @@ def test_stop_keeps_the_partial_text(server, user_dir):
         # a stream of a stopped message ends at once with the stopped message
         final = read_until_final(client, stream_url)
         assert final[-1].name == "done" and "status-stopped" in final[-1].data
-        assert reply_body(final[-1].data) == kept
+        # drawn by the snapshot, and kept as it is by the done event
+        assert streamed_reply(final) == (kept, None)
+        assert 'hx-preserve="true"' in final[-1].data
     # after a restart it is still stopped, with its text
     server.stop()
     server.start()
@@ -144,7 +149,9 @@ def test_model_error_shows_text_so_far_and_retry(server, user_dir):
         assert final.name == "error"
         assert "status-failed" in final.data
         assert "steady failed after 4 tokens" in final.data
-        assert "token2" in final.data  # the text so far is kept
+        # the text so far stays: shown as it streamed, kept by the error event
+        assert "token2" in streamed_text(events)
+        assert 'hx-preserve="true"' in final.data
         mid = stream_url.rsplit("/", 1)[1]
         assert f"/-/llm/{cid}/retry/{mid}" in final.data
         page = client.get(f"/-/llm/{cid}").text
@@ -209,10 +216,9 @@ def test_a_second_worker_process_follows_the_database(make_server, user_dir):
         events = read_until_final(client, stream_url, timeout=60)
     assert events[0].name == "snapshot"
     assert events[-1].name == "done"
-    assert "token59" in events[-1].data
-    # tokens as saved by the other process, then the finished message whole
+    # tokens as saved by the other process, then the finished blocks
     expected = "Reply to: Hello\n" + "".join(f"token{i} " for i in range(60))
-    assert expected.startswith(streamed_text(events))
+    assert streamed_reply(events) == (rendered(expected), None)
     assert len([e for e in events if e.name == "token"]) >= 2
     # stopping from the other process works too
     with first.client() as client:
@@ -235,7 +241,7 @@ def test_no_javascript_flow(server):
         page = client.get(f"/-/llm/{cid}").text
         assert f'<noscript><meta http-equiv="refresh" content="2; url=/-/llm/{cid}"></noscript>' in page
         # the text so far is on the page itself
-        assert '<div class="stream-text"' in page
+        assert '<div class="stream-tail stream-text">' in page
         page = wait_until(
             lambda: (p := client.get(f"/-/llm/{cid}").text) and "status-done" in p and p
         )

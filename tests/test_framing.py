@@ -13,7 +13,8 @@ from helpers import (
     cookies_for,
     logged_turns,
     start,
-    streamed_text,
+    rendered,
+    streamed_reply,
     wait_for_generations,
 )
 from llm_test_models import ODD_REPLIES
@@ -47,7 +48,7 @@ def assert_clean_framing(raw, events):
         assert separator not in raw, repr(separator)
     names = [e.name for e in events]
     assert names[0] == "snapshot"
-    assert set(names) <= {"snapshot", "token", "done", "error"}, names
+    assert set(names) <= {"snapshot", "token", "block", "done", "error"}, names
     assert sum(name in ("done", "error") for name in names) == 1, names
     assert names[-1] in ("done", "error")
 
@@ -61,7 +62,7 @@ def test_a_reply_cannot_forge_an_event(server):
     assert_clean_framing(raw, events)
     assert_clean_framing(again, again_events)
     assert events[-1].name == "done"
-    assert streamed_text(events) == "".join(ODD_REPLIES["forge"])
+    assert streamed_reply(events) == (rendered("".join(ODD_REPLIES["forge"])), None)
     assert not any(e.data == "SPOOFED" for e in events + again_events)
 
 
@@ -72,7 +73,8 @@ def test_separators_in_a_reply_and_a_prompt_stay_text(server):
         raw, events = read_raw(client, url)
         assert_clean_framing(raw, events)
         # NEL is a line break: HTML has no character reference for it
-        assert streamed_text(events) == ODD_REPLIES["separators"][0].replace("\x85", "\n")
+        expected = rendered(ODD_REPLIES["separators"][0]).replace("\x85", "\n")
+        assert streamed_reply(events) == (expected, None)
         # the prompt is in the done event (and names the conversation)
         cid, url = start_odd(client, prompt)
         raw, events = read_raw(client, url)
@@ -114,7 +116,7 @@ def test_lone_surrogates_are_replaced_not_fatal(server, user_dir):
         assert_clean_framing(raw, events)
         assert events[-1].name == "done", events[-1].data
         expected = "".join(ODD_REPLIES["surrogate"]).replace("\ud800", "\ufffd").replace("\udfff", "\ufffd")
-        assert streamed_text(events) == expected
+        assert streamed_reply(events) == (rendered(expected), None)
         page = client.get(f"/-/llm/{cid}")
         assert page.status_code == 200 and "status-done" in page.text
         assert client.get(f"/-/llm/{cid}.md").status_code == 200

@@ -50,7 +50,7 @@ async def test_reasoning_from_the_cli(ds, user_dir):
     page = await page_of(ds, cid)
     reasoning = re.search(r'<details class="reasoning">(.*?)</details>', page, re.S).group(1)
     assert "First I consider the prompt, then I decide what to say." in reasoning
-    reply = re.search(r'<div class="reply-body markdown">(.*?)</div>', page, re.S).group(1)
+    reply = re.search(r'<div class="reply-body markdown"[^>]*>(.*?)</div>', page, re.S).group(1)
     assert "First I consider" not in reply  # never mixed into the reply
     data = (await ds.client.get(f"/-/llm/{cid}.json", cookies=cookies_for(ds, ROOT))).json()
     assert data["messages"][0]["reasoning"] == "First I consider the prompt, then I decide what to say."
@@ -328,7 +328,8 @@ def test_reasoning_streams_before_the_reply(server):
     done = events[-1].data
     assert re.search(r'<details class="reasoning">\s*<summary>Thought for (&lt;1|\d+) s</summary>', done)
     assert "Let me think about this slowly" in done
-    assert "token2" in done
+    assert "token2" in streamed_text(events)  # shown as it streamed, and kept
+    assert 'hx-preserve="true"' in done and "token2" not in done
 
 
 @pytest.mark.asyncio

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import helpers
-from helpers import calls, read_some, wait_until
+from helpers import calls, read_some, streamed_text, wait_until
 from sse_client import read_until_final
 
 HTMX = {"HX-Request": "true"}
@@ -114,10 +114,12 @@ def test_a_reply_that_runs_too_long_fails_at_the_overall_timeout(make_server):
     server = make_server(extra_args=plugin("generation_timeout", 1.5))
     with server.client() as client:
         cid, url = start(client, option_chunks="1000", option_delay="0.01")
-        final = read_until_final(client, url, timeout=10)[-1]
+        events = read_until_final(client, url, timeout=10)
+    final = events[-1]
     assert final.name == "error"
     assert "took longer than 1.5 seconds" in final.data
-    assert "token0" in final.data  # the text so far is kept
+    # the text so far is kept: shown as it streamed, kept by the error event
+    assert "token0" in streamed_text(events) and 'hx-preserve="true"' in final.data
 
 
 # Titles
@@ -186,10 +188,11 @@ def test_a_reply_that_ends_while_the_lock_is_held_still_ends(make_server, user_d
         read_some(client, url, 2)
         lock = WriteLock(user_dir / "logs.db", 60)
         try:
-            final = read_until_final(client, url, timeout=15)[-1]
+            events = read_until_final(client, url, timeout=15)
+            final = events[-1]
             # every stream is told, at once: the reply is kept, not logged
             assert final.name == "error"
-            assert "could not be logged" in final.data and "token29" in final.data
+            assert "could not be logged" in final.data and "token29" in streamed_text(events)
             page = client.get(f"/-/llm/{cid}").text
             assert "status-failed" in page and "token29" in page
         finally:
@@ -233,9 +236,10 @@ def test_a_full_disk_keeps_the_prompt_and_the_reply(make_server, small_disk):
         read_some(client, url, 2)
         fill(small_disk)
         # the reply cannot be logged: it says so, and keeps its text
-        final = read_until_final(client, url, timeout=30)[-1]
+        events = read_until_final(client, url, timeout=30)
+        final = events[-1]
         assert final.name == "error" and "disk is full" in final.data
-        assert "token39" in final.data
+        assert "token39" in streamed_text(events)
         # a start is refused with the prompt kept
         response = client.post(
             "/-/llm/start", data={"model_id": "steady", "prompt": "kept"}, follow_redirects=True
@@ -298,7 +302,7 @@ def test_a_second_worker_never_guesses_a_reply_interrupted(make_server, user_dir
             assert client.post(f"/-/llm/{cid}/retry/{mid}", follow_redirects=True).status_code == 409
             time.sleep(0.4)
         events = read_until_final(client, url, timeout=30)
-    assert events[-1].name == "done" and "token59" in events[-1].data
+    assert events[-1].name == "done" and "token59" in streamed_text(events)
     assert calls(user_dir).count("steady\t'only once'") == 1
 
 

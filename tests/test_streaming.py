@@ -1,10 +1,11 @@
 """Streaming over a real socket, against `datasette serve` in a subprocess."""
 
 import json
+import re
 import sqlite3
 import zlib
 
-from helpers import HTMX, STREAM_URL, llm_cli, start, streamed_text
+from helpers import HTMX, STREAM_URL, llm_cli, rendered, start, streamed_reply, streamed_text
 from sse_client import read_until_final
 
 
@@ -23,13 +24,16 @@ def test_stream_snapshot_tokens_done(server, user_dir):
         ids = [int(e.id) for e in events if e.id is not None]
         assert ids == sorted(ids)
         expected = "Reply to: Hello\n" + "".join(f"token{i} " for i in range(8))
-        assert streamed_text(events) == expected
+        # the reply ends shown as the finished reply's HTML
+        assert streamed_reply(events) == (rendered(expected), None)
         assert int(events[-1].id) == len(expected)
-        # the done event is the finished message, drawn by the page's partial
+        # the done event is the finished message, drawn by the page's partial;
+        # the reply the browser already shows is kept, not sent again
         done = events[-1].data
         assert done.startswith('<article id="m-')
         assert "status-done" in done and "sse-connect" not in done
-        assert "<p>Reply to: Hello\ntoken0" in done
+        assert re.search(r'<div class="reply-body markdown" id="m-[0-9a-z]{26}-part-0" hx-preserve="true"></div>', done)
+        assert "token0" not in done
         after = client.get(f"/-/llm/{cid}").text
         assert "sse-connect" not in after
         assert "token7" in after
@@ -44,8 +48,8 @@ def test_multi_line_and_special_text_arrives_intact(server):
     with server.client() as client:
         cid, stream_url, _ = start(client, option_text=text, option_delay="0.02")
         events = read_until_final(client, stream_url)
-    assert streamed_text(events) == text
-    assert "<b>" not in "".join(e.data for e in events if e.name in ("snapshot", "token"))
+    assert streamed_reply(events) == (rendered(text), None)
+    assert "<b>" not in "".join(e.data for e in events if e.name in ("snapshot", "token", "block"))
 
 
 def test_sync_only_model_streams_from_a_thread(server):
