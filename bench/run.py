@@ -162,35 +162,46 @@ def bench_first_token(results, user_dir, prompts):
 # P3: bytes on the wire for a reply
 
 
-def bench_bytes(results, user_dir):
-    reply = data.markdown_reply(20_000)
+def bench_bytes(results, user_dir, sizes=(20_000,)):
+    """Bytes of a markdown reply's stream: the text as tokens, the finished
+    blocks' HTML as block events, a done event that does not repeat them."""
     server = start_server(user_dir, "-s", "plugins.datasette-llm-htmx.title_model", "false")
     try:
         with server.client() as client:
-            cid, url = post_start(
-                client, option_text=reply, option_chunk_size=str(len(reply) // 5000),
-                option_delay="0.001",
-            )
-            import zlib
-
-            wire = 0
-            decoded = b""
-            inflate = zlib.decompressobj(31)
-            with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as stream:
-                assert stream.headers.get("content-encoding") == "gzip"
-                for chunk in stream.iter_raw():
-                    wire += len(chunk)
-                    decoded += inflate.decompress(chunk)
-                    if b"event: done" in decoded[-20000:]:
-                        break
-            events = decoded.count(b"\n\n")
-        reply_bytes = len(reply.encode())
-        results.add("P3", f"SSE bytes on the wire / reply bytes, {reply_bytes // 1000} KB markdown in 5,000 chunks",
-                    wire / reply_bytes, "ratio", target=2.5, note=f"gzip, {events} events")
-        results.add("P3", "... the same before gzip (event framing, escaping, final HTML)",
-                    len(decoded) / reply_bytes, "ratio")
+            for size in sizes:
+                reply = data.markdown_reply(size)
+                wire, decoded = stream_bytes(client, reply)
+                reply_bytes = len(reply.encode())
+                events = decoded.count(b"\n\n")
+                blocks = decoded.count(b"event: block")
+                name = f"{reply_bytes // 1000} KB markdown in {reply_bytes // 4:,} chunks of 4 characters"
+                if size == sizes[0]:
+                    results.add("P3", f"SSE bytes on the wire / reply bytes, {name}",
+                                wire / reply_bytes, "ratio", target=2.5, note=f"gzip, {events} events")
+                results.add("P3", f"... before gzip, {name} (framing, escaping, blocks' HTML)",
+                            len(decoded) / reply_bytes, "ratio", target=2.5,
+                            note=f"{blocks} block events")
     finally:
         server.stop()
+
+
+def stream_bytes(client, reply):
+    """(bytes on the wire, the stream inflated) of one reply's stream,
+    gzipped, the steady model sending 4 characters a millisecond."""
+    import zlib
+
+    cid, url = post_start(client, option_text=reply, option_chunk_size="4", option_delay="0.001")
+    wire = 0
+    decoded = b""
+    inflate = zlib.decompressobj(31)
+    with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as stream:
+        assert stream.headers.get("content-encoding") == "gzip"
+        for chunk in stream.iter_raw():
+            wire += len(chunk)
+            decoded += inflate.decompress(chunk)
+            if b"event: done" in decoded[-20000:] and decoded.endswith(b"\n\n"):
+                break
+    return wire, decoded
 
 
 # P4: many streams at once
@@ -423,7 +434,7 @@ def main():
         if wanted("P2"):
             bench_first_token(results, fresh("p2"), prompts=50 if not quick else 20)
         if wanted("P3"):
-            bench_bytes(results, fresh("p3"))
+            bench_bytes(results, fresh("p3"), sizes=(20_000,) if quick else (20_000, 100_000))
         if wanted("P4"):
             bench_concurrency(results, fresh("p4"), count=500 if not quick else 100,
                               tokens=200 if not quick else 40, rate=20)
