@@ -33,6 +33,8 @@ class Settings:
     hide_models_without_keys: bool
     # "Chat about this table": the most rows its first prompt carries.
     about_rows: int = 100
+    # Databases the read-only SQL tool may query (as the asking actor).
+    sql_tool_databases: tuple[str, ...] = ()
 
 
 def _number(value, default):
@@ -61,5 +63,6 @@ def settings(datasette) -> Settings:
         render_cache_mb=_number(config.get("render_cache_mb"), 64.0),
         max_attachment_bytes=int(_number(config.get("max_attachment_mb"), 10.0) * 1024 * 1024),
         about_rows=max(1, int(_number(config.get("about_rows"), 100))),
+        sql_tool_databases=tuple(config.get("sql_tool_databases") or ()),
         hide_models_without_keys=bool(config.get("hide_models_without_keys", False)),
     )

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 
 from .safe_text import valid_text
-from .store.records import Message, ReplyPart, ToolCall
+from .store.records import Message, ReplyPart, ToolCall, ToolResult
 from .sync_bridge import batches_from_thread
 
 YIELD_EVERY = 0.001  # a model that never awaits still lets the loop run
@@ -50,6 +50,9 @@ class LivePart:
             except ValueError:
                 pass
             return ReplyPart("tool_call", tool_call=ToolCall(self.name or "", arguments, self.call_id))
+        if self.kind == "tool_result":
+            output, error = self.chunks[0], self.chunks[1] if len(self.chunks) > 1 else None
+            return ReplyPart("tool_result", tool_result=ToolResult(self.name or "", output, self.call_id, error))
         seconds = (self.ended - self.started) if self.ended and self.kind == "reasoning" else None
         return ReplyPart(self.kind, self.text(), seconds=seconds)
 
@@ -76,7 +79,8 @@ class Generation:
         self.title: asyncio.Future | None = None  # the name, once asked for
         self.task: asyncio.Task | None = None
         self.actor: dict | None = None  # who asked (datasette-llm's hooks see them)
-        self.rest_of_chain = None  # with datasette-llm: the chain after this response
+        self.rest_of_chain = None  # a chain (tools, datasette-llm): what follows this response
+        self.more_responses: list = []  # the chain's later responses, after tool calls
         self._frozen = False  # stopped: chunks still coming are dropped
         self._changed: asyncio.Event | None = None
         self._current: LivePart | None = None
@@ -134,6 +138,16 @@ class Generation:
             if call.tool_call_id is None or call.tool_call_id not in seen:
                 part = self._begin("tool_call", name=call.name, call_id=call.tool_call_id)
                 part.chunks.append(json.dumps(call.arguments or {}))
+
+    def add_tool_results(self, results) -> None:
+        """What the tools the model called answered (the chain ran them
+        before the model's next response)."""
+        for result in results:
+            part = self._begin("tool_result", name=result.name, call_id=result.tool_call_id)
+            part.chunks.append(valid_text(str(result.output)))
+            if result.exception is not None:
+                part.chunks.append(valid_text(f"{type(result.exception).__name__}: {result.exception}"))
+        self.notify()
 
     def _begin(self, kind: str, name: str | None = None, call_id: str | None = None) -> LivePart:
         now = time.monotonic()
@@ -234,35 +248,44 @@ async def run_model(generation: "Generation", *, idle_timeout: float, total_time
             model_task.add_done_callback(lambda task: (detached.discard(task), _retrieve(task)))
 
 async def _consume_async(generation: Generation) -> None:
+    try:
+        await _consume_events(generation, generation.response)
+        if generation.rest_of_chain is not None:
+            generation.add_tool_calls(await generation.response.tool_calls())
+            # A model that called tools: the chain runs them and goes on
+            # with their results, in the same reply. Without tools it ends
+            # here, and datasette-llm's hooks exit (costs settle).
+            async for response in generation.rest_of_chain:
+                generation.more_responses.append(response)
+                generation.add_tool_results(response.prompt.tool_results)
+                await _consume_events(generation, response)
+                generation.add_tool_calls(await response.tool_calls())
+            generation.rest_of_chain = None
+    finally:
+        if generation.rest_of_chain is not None:
+            await _end_chain_early(generation.rest_of_chain)
+
+
+async def _consume_events(generation: Generation, response) -> None:
     # The hot loop of a fast model: a few attribute lookups per chunk, and
     # the clock read only every CHECK_EVERY chunks.
     append = generation.append
     monotonic = time.monotonic
     last_yield = monotonic()
     count = 0
-    events = generation.response.astream_events()
-    try:
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if event.type == "text":
-                    append(event.chunk)
-                else:
-                    take_event(generation, event)
-                count += 1
-                if count % CHECK_EVERY == 0:
-                    now = monotonic()
-                    if now - last_yield > YIELD_EVERY:
-                        last_yield = now
-                        await asyncio.sleep(0)
-        if generation.rest_of_chain is not None:
-            # Without tools the chain ends here: datasette-llm's hooks
-            # exit as they do for a finished prompt (costs settle).
-            async for _ in generation.rest_of_chain:
-                pass
-            generation.rest_of_chain = None
-    finally:
-        if generation.rest_of_chain is not None:
-            await _end_chain_early(generation.rest_of_chain)
+    events = response.astream_events()
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if event.type == "text":
+                append(event.chunk)
+            else:
+                take_event(generation, event)
+            count += 1
+            if count % CHECK_EVERY == 0:
+                now = monotonic()
+                if now - last_yield > YIELD_EVERY:
+                    last_yield = now
+                    await asyncio.sleep(0)
 
 
 class ReplyEnded(Exception):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import llm
 
-from . import liveness, llm_layer, memory, permissions, shutdown, titles
+from . import liveness, llm_layer, memory, permissions, shutdown, sql_tool, titles
 from .catalog import resolve_model
 from .config import settings
 from .errors import ShownError
@@ -134,8 +134,14 @@ class Generations:
             messages=explicit,
         )
         rest = None
+        tools = sql_tool.tools_for(self.datasette, actor) if is_async and model.supports_tools else []
         if is_async and llm_layer.installed(self.datasette):
-            response, rest = await self._through_llm_layer(actor, model, conversation, message, prompt)
+            response, rest = await self._through_llm_layer(
+                actor, model, conversation, message, {**prompt, "tools": tools or None}
+            )
+        elif tools:  # a chain runs the tools the model calls
+            rest = conversation.chain(message.prompt, tools=tools, **prompt).responses()
+            response = await rest.__anext__()
         else:
             response = conversation.prompt(message.prompt, **prompt)
         response.id = message.id  # the logged response keeps the message's id
@@ -303,8 +309,15 @@ class Generations:
         message = generation.message
         response = generation.response
         try:
+            # a chain (tool calls) logs each of its responses, as llm does
+            responses = [response, *generation.more_responses]
+            cost = None
+            if generation.is_async and llm_layer.installed(self.datasette):
+                cost = await llm_layer.cost_nanocents(self.datasette, message.model_id, responses)
             await write_within(
-                self.db, lambda conn: unlogged.log_response(conn, response, message.id), LOG_WAIT
+                self.db,
+                lambda conn: unlogged.log_response(conn, responses, message.id, cost),
+                LOG_WAIT,
             )
         except ShownError as error:
             return "failed", "The reply could not be logged: " + error.message
@@ -315,6 +328,7 @@ class Generations:
             conversation.latest_turn = message.id  # the cache stays in step
         message.input_tokens = response.input_tokens
         message.output_tokens = response.output_tokens
+        message.cost_nanocents = cost
         duration = response.duration_ms()
         message.duration_ms = await duration if generation.is_async else duration
         return "done", None
@@ -450,6 +464,8 @@ class Generations:
         status of its generation if it runs here; interrupted if the
         process that generated it is known to have ended."""
         generation = self.replies.get(message.id)
+        if generation is not None and generation.saved and generation.more_responses:
+            return message  # a tool chain, logged in its steps: as llm's log has it
         if generation is not None:
             message.text = generation.text()
             message.parts = generation.message.parts if generation.finished else generation.reply_parts()
@@ -458,6 +474,7 @@ class Generations:
             message.input_tokens = generation.message.input_tokens
             message.output_tokens = generation.message.output_tokens
             message.duration_ms = generation.message.duration_ms
+            message.cost_nanocents = generation.message.cost_nanocents
         elif message.in_flight and liveness.has_ended(message, running_here=False):
             message.status = "interrupted"
         return message

@@ -77,9 +77,10 @@ class ReplyPart:
     """One part of a reply, in order: its text (markdown), what the model
     reasoned, or a tool it called."""
 
-    kind: str  # text, reasoning or tool_call
+    kind: str  # text, reasoning, tool_call or tool_result
     text: str = ""
     tool_call: ToolCall | None = None
+    tool_result: ToolResult | None = None  # a tool the chain ran, live
     seconds: float | None = None  # how long reasoning took, when known
 
 
@@ -107,6 +108,7 @@ class Message:
     error: str | None = None
     options: dict = field(default_factory=dict)
     input_tokens: int | None = None
+    cost_nanocents: int | None = None  # by datasette-llm-accountant's pricing
     output_tokens: int | None = None
     duration_ms: int | None = None
     worker: str | None = None  # the process generating it, while in flight

@@ -6,7 +6,7 @@ writes on Datasette's write connection, inside its transaction."""
 import json
 
 from . import attachments, llm_logs
-from .records import Attachment, Fragment, Message, ReplyPart, ToolCall, Worker, utcnow
+from .records import Attachment, Fragment, Message, ReplyPart, ToolCall, ToolResult, Worker, utcnow
 
 
 def record_start(
@@ -69,6 +69,10 @@ def parts_json(parts: list[ReplyPart]) -> str | None:
             {"kind": "tool_call", "name": part.tool_call.name,
              "arguments": part.tool_call.arguments, "call_id": part.tool_call.call_id}
             if part.tool_call
+            else {"kind": "tool_result", "name": part.tool_result.name,
+                  "output": part.tool_result.output, "call_id": part.tool_result.call_id,
+                  "error": part.tool_result.error}
+            if part.tool_result
             else {"kind": part.kind, "text": part.text, "seconds": part.seconds}
             for part in parts
         ]
@@ -81,6 +85,9 @@ def _parts(value: str | None) -> list[ReplyPart]:
         if item["kind"] == "tool_call":
             call = ToolCall(item["name"], item["arguments"], item.get("call_id"))
             parts.append(ReplyPart("tool_call", tool_call=call))
+        elif item["kind"] == "tool_result":
+            result = ToolResult(item["name"], item["output"], item.get("call_id"), item.get("error"))
+            parts.append(ReplyPart("tool_result", tool_result=result))
         else:
             parts.append(ReplyPart(item["kind"], item.get("text", ""), seconds=item.get("seconds")))
     return parts
@@ -138,10 +145,17 @@ def request_stop(conn, mid: str) -> None:
     conn.execute("update unlogged_messages set stop_requested = 1 where id = ?", [mid])
 
 
-def log_response(conn, response, mid: str) -> None:
-    """Log a finished response with llm's own code, in the same transaction
-    that ends its unlogged life."""
-    llm_logs.log(conn, response)
+def log_response(conn, responses: list, mid: str, cost_nanocents: int | None = None) -> None:
+    """Log a finished reply's responses (more than one when the model
+    called tools) with llm's own code, and what it cost if known, in the
+    same transaction that ends its unlogged life."""
+    for response in responses:
+        llm_logs.log(conn, response)
+    if cost_nanocents is not None:
+        conn.execute(
+            "insert or replace into llm_htmx_costs (turn_id, nanocents) values (?, ?)",
+            [mid, cost_nanocents],
+        )
     conn.execute("delete from unlogged_messages where id = ?", [mid])
 
 
