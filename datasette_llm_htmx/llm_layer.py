@@ -92,6 +92,22 @@ async def title_prompt(datasette, actor, model_id: str, text: str, system: str) 
     return await response.text()
 
 
+async def cost_nanocents(datasette, model_id: str, responses) -> int | None:
+    """What a reply cost, by the pricing provider a plugin registered for
+    datasette-llm-accountant (None without one: its default provider
+    fetches a price list from the internet, which this plugin never does)."""
+    from datasette.plugins import pm
+
+    hook = getattr(pm.hook, "register_llm_accountant_pricing", None)
+    provider = hook(datasette=datasette) if hook is not None else None
+    if provider is None:
+        return None
+    total = 0
+    for response in responses:
+        total += int(await provider.calculate_cost_from_response(model_id, await response.usage(), response))
+    return total
+
+
 def refusal(error: BaseException) -> str | None:
     """A hook's refusal (a budget of datasette-llm-limits) in words, or None
     if the error is something else."""

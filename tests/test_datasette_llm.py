@@ -218,3 +218,35 @@ async def test_a_stopped_reply_gives_its_reservation_back(make_ds):
     await wait_for_generations(ds)
     rows = (await ds.get_internal_database().execute("select settled_at from llm_limits_tx")).rows
     assert rows and all(row[0] is not None for row in rows)
+
+
+@pytest.mark.asyncio
+async def test_the_sql_tool_through_datasette_llm(make_ds, plugins, tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "pets.db"
+    conn = sqlite3.connect(path)
+    conn.execute("create table pets (id integer primary key, name text)")
+    conn.execute("insert into pets (name) values ('rex')")
+    conn.commit()
+    conn.close()
+    ds = await make_ds(plugin_config={"title_model": False, "sql_tool_databases": ["pets"]})
+    ds.add_database(__import__("datasette").database.Database(ds, path=str(path)), name="pets")
+    call = {"tool_calls": [{"name": "query", "arguments": {"database": "pets", "sql": "select name from pets"}}]}
+    cid = cid_from(await post(ds, "/-/llm/start", data={"model_id": "echo", "prompt": json.dumps(call)}))
+    await wait_for_generations(ds)
+    page = (await get(ds, f"/-/llm/{cid}")).text
+    assert "Called <code>query</code>" in page and "rex" in page
+    # the whole chain ran inside datasette-llm's hooks, as alice
+    assert [(m, a) for m, _, _, a in plugins.prompts] == [("echo", "alice")]
+
+
+@pytest.mark.asyncio
+async def test_each_reply_shows_its_cost(make_ds):
+    pytest.importorskip("datasette_llm_accountant")
+    ds = await make_ds()
+    cid = cid_from(await post(ds, "/-/llm/start", data={"model_id": "echo", "prompt": "what does it cost?"}))
+    await wait_for_generations(ds)
+    page = (await get(ds, f"/-/llm/{cid}")).text
+    assert " · $0.01</span>" in page  # a cent a reply, by the test's pricing

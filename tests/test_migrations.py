@@ -32,7 +32,7 @@ async def test_an_old_logs_db_is_upgraded_and_works(old_logs, make_datasette):
     await ds.invoke_startup()
     conn = sqlite3.connect(old_logs)
     applied = [row[0] for row in conn.execute("select name from llm_htmx_migrations order by name")]
-    assert applied == ["m001_initial", "m002_workers", "m003_parts", "m004_branches"]
+    assert applied == ["m001_initial", "m002_workers", "m003_parts", "m004_branches", "m005_costs"]
     assert conn.execute("select count(*) from llm_htmx_workers").fetchone()[0] == 0
     cookies = cookies_for(ds, ROOT)
 

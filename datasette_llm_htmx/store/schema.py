@@ -113,7 +113,15 @@ def m004_branches(conn) -> None:
     conn.execute("create index if not exists llm_htmx_turns_parent on turns (parent_message_hash)")
 
 
-MIGRATIONS = [m001_initial, m002_workers, m003_parts, m004_branches]
+def m005_costs(conn) -> None:
+    # What a reply cost, where datasette-llm-accountant's pricing says
+    # (llm's tables have no place for it): one row per turn.
+    conn.execute(
+        "create table if not exists llm_htmx_costs (turn_id text primary key, nanocents integer not null)"
+    )
+
+
+MIGRATIONS = [m001_initial, m002_workers, m003_parts, m004_branches, m005_costs]
 
 
 def migrate(conn) -> list[str]:

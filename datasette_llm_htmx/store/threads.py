@@ -33,9 +33,10 @@ from down join threads on threads.id = down.id
 """
 
 TURNS_SQL = """
-select id, thread_id, model, parent_message_hash, tip_message_hash, options_json,
-       datetime_utc, input_tokens, output_tokens, duration_ms
-from turns where thread_id in (select value from json_each(:threads)) order by id
+select turns.id, thread_id, model, parent_message_hash, tip_message_hash, options_json,
+       datetime_utc, input_tokens, output_tokens, duration_ms, llm_htmx_costs.nanocents
+from turns left join llm_htmx_costs on llm_htmx_costs.turn_id = turns.id
+where thread_id in (select value from json_each(:threads)) order by turns.id
 """
 
 # Every message on the way from each turn's tip (and each thread's) back to
@@ -190,7 +191,7 @@ def view(conn, cid: str) -> tuple[list[Message], int]:
 
 
 def _message(family: Family, turn: tuple, cid: str) -> Message:
-    tid, thread_id, model, parent, tip, options_json, when, input_tokens, output_tokens, duration_ms = turn
+    tid, thread_id, model, parent, tip, options_json, when, input_tokens, output_tokens, duration_ms, cost = turn
     inputs = family.walk(parent)
     outputs = family.walk(tip)[len(inputs) :]
     own_input = inputs[family.own_input_start(inputs) :]
@@ -248,6 +249,7 @@ def _message(family: Family, turn: tuple, cid: str) -> Message:
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         duration_ms=duration_ms,
+        cost_nanocents=cost,
         fragments=prompt_fragments,
         system_fragments=system_fragments,
         attachments=attached,
