@@ -9,7 +9,7 @@ escaping); every SQL statement is in ``store``.
 
 from datasette import hookimpl
 
-from . import csp, events, llm_layer, menus, permissions, rendering, routes
+from . import csp, events, llm_layer, menus, permissions, render_store, rendering, routes
 from .config import settings
 from .generations import generations
 from .rendering import format_time, markdown_to_html
@@ -52,6 +52,9 @@ def startup(datasette):
         await database.prepare(datasette)
         await csp.prepare(datasette)
         rendering.set_cache_limit(settings(datasette).render_cache_mb)
+        if settings(datasette).render_cache_file:
+            path = render_store.beside(settings(datasette).database_path)
+            rendering.set_store(render_store.RenderStore(path))
 
     return inner
 

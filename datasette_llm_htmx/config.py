@@ -35,6 +35,8 @@ class Settings:
     about_rows: int = 100
     # Databases the read-only SQL tool may query (as the asking actor).
     sql_tool_databases: tuple[str, ...] = ()
+    # Keep rendered replies in a file beside logs.db (render_store.py).
+    render_cache_file: bool = True
 
 
 def _number(value, default):
@@ -64,5 +66,6 @@ def settings(datasette) -> Settings:
         max_attachment_bytes=int(_number(config.get("max_attachment_mb"), 10.0) * 1024 * 1024),
         about_rows=max(1, int(_number(config.get("about_rows"), 100))),
         sql_tool_databases=tuple(config.get("sql_tool_databases") or ()),
+        render_cache_file=config.get("render_cache_file", True) is not False,
         hide_models_without_keys=bool(config.get("hide_models_without_keys", False)),
     )

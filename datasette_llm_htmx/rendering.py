@@ -294,7 +294,24 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-htmx-rende
 _in_flight: dict[bytes, asyncio.Future] = {}
 
 
-async def render_ahead(texts) -> None:
+_store = None  # rendered replies on disk (render_store.py), once set
+_on_disk: set[bytes] = set()  # keys this process knows are there (16 bytes each)
+
+
+def set_store(store) -> None:
+    global _store
+    _store = store
+    _on_disk.clear()
+
+
+async def forget(conversation_ids) -> None:
+    """A deleted conversation's replies leave the disk cache."""
+    if _store is not None:
+        _on_disk.clear()
+        await in_render_thread(_store.forget, list(conversation_ids))
+
+
+async def render_ahead(texts, conversation_id: str | None = None) -> None:
     """Render these replies into the cache, off the event loop. Each text
     is rendered once however many requests ask at the same moment (ten
     streams of one finished reply share one render).
@@ -305,20 +322,32 @@ async def render_ahead(texts) -> None:
     behind a 200-reply page)."""
     waits = set()
     missing = {}
+    unsaved = {}  # rendered in this process (a reply just streamed), not yet on disk
+    keep_on_disk = _store is not None and conversation_id is not None
     for text in texts:
         key = _key(text)
-        if key in missing or _cache.get(key) is not None:
+        if key in missing:
+            continue
+        html = _cache.get(key)
+        if html is not None:
+            if keep_on_disk and key not in _on_disk:
+                unsaved[key] = str(html)
             continue
         if key in _in_flight:
             waits.add(_in_flight[key])
         else:
             missing[key] = text
     if missing:
-        job = asyncio.get_running_loop().run_in_executor(_executor, _render_into_cache, missing)
+        job = asyncio.get_running_loop().run_in_executor(
+            _executor, _render_into_cache, missing, conversation_id
+        )
         for key in missing:
             _in_flight[key] = job
         job.add_done_callback(lambda _: [_in_flight.pop(key, None) for key in missing])
         waits.add(job)
+    if unsaved:  # written behind the page, which does not wait for it
+        _on_disk.update(unsaved)
+        asyncio.get_running_loop().run_in_executor(_executor, _store.put_many, unsaved, conversation_id)
     if waits:
         await asyncio.gather(*(asyncio.shield(w) for w in waits))
 
@@ -330,9 +359,21 @@ async def in_render_thread(function, *args):
     return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
 
 
-def _render_into_cache(texts: dict[bytes, str]) -> None:
+def _render_into_cache(texts: dict[bytes, str], conversation_id: str | None = None) -> None:
+    """Render into the cache; a conversation's replies are read from the
+    disk cache first (a restart costs no markdown work) and written there
+    once rendered."""
+    stored = _store.get_many(texts) if _store is not None and conversation_id else {}
+    rendered = {}
     for key, text in texts.items():
-        _cache.put(key, Markup(_render(text)))
+        html = stored.get(key)
+        if html is None:
+            html = rendered[key] = _render(text)
+        _cache.put(key, Markup(html))
+    if _store is not None and conversation_id:
+        if rendered:
+            _store.put_many(rendered, conversation_id)
+        _on_disk.update(texts)
 
 
 def format_time(timestamp: str | None) -> str:

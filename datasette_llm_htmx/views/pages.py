@@ -139,7 +139,8 @@ async def render_conversation(datasette, request, conversation, *, error=None, f
     can_delete = await permissions.can_delete(datasette, request.actor, conversation)
     context = partials.message_context(datasette, conversation.id, can_write)
     await render_ahead(
-        [p.text for m in conversation.messages for p in m.reply_parts if p.kind == "text"]
+        [p.text for m in conversation.messages for p in m.reply_parts if p.kind == "text"],
+        conversation.id,
     )
     latest = conversation.messages[-1] if conversation.messages else None
     latest_model = (form or {}).get("model_id") or (latest.model_id if latest else None)

@@ -11,7 +11,7 @@ history are its alternatives, one link away.
 import llm
 from datasette import Forbidden, Response
 
-from .. import partials, permissions
+from .. import partials, permissions, rendering
 from ..errors import ShownError
 from ..forms import BadInput, check_model, check_prompt, read_form
 from ..generations import Fork, generations
@@ -205,6 +205,7 @@ async def delete(request, datasette):
         return html_response(datasette, html, status=error.status)
     for cid in family:
         registry.conversations.pop(cid, None)
+    await rendering.forget(family)  # its rendered replies, on disk
     await datasette.track_event(ConversationDeleted(request.actor, root))
     if is_htmx(request):
         return Response.text("", headers={"HX-Redirect": datasette.urls.path("/-/llm")})
