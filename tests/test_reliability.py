@@ -403,7 +403,8 @@ def test_rendering_never_pauses_other_streams(make_server):
     another reply streams to someone else: its events keep coming."""
     table = "|" + "a|" * 60 + "\n|" + "-|" * 60 + "\n" + ("|" + "**b**|" * 60 + "\n") * 45
     assert len(table) < 20_000
-    server = make_server()
+    # without the file of rendered replies, which would spare this render
+    server = make_server(extra_args=plugin("render_cache_file", "false"))
     with server.client() as client:
         cid, url = start(client, option_text=table, option_delay="")
         read_until_final(client, url)
