@@ -4,6 +4,7 @@ rows capped; a model (llm-echo, which calls the tools it is told to) uses
 it in a conversation, the calls show on the page and llm logs them."""
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -127,12 +128,15 @@ def test_the_calls_and_results_stream_into_the_reply(make_server, files):
     server = make_server(extra_args=[str(files[0]), "-s", "plugins.datasette-llm-htmx.sql_tool_databases", '["pets"]'])
     call = {"tool_calls": [{"name": "query", "arguments": {"database": "pets", "sql": "select name from pets where id = 3"}}]}
     with server.client() as client:
-        cid, url, _ = start(client, model_id="echo", prompt=json.dumps(call), option_delay="")
-        events = read_until_final(client, url)
+        cid, _, page = start(client, model_id="echo", prompt=json.dumps(call), option_delay="")
+        # the reply's own stream (a page drawn after the chain was logged
+        # also shows llm's second step, the tool results, as a turn)
+        mid = re.search(r'<article id="m-([0-9a-z]{26})"', page.text).group(1)
+        events = read_until_final(client, f"/-/llm/{cid}/stream/{mid}")
     assert events[-1].name == "done"
     # (a long final event comes in slices)
     whole = "".join(e.data for e in events)
-    assert "Called <code>query</code>" in whole, [(e.name, e.data[:300]) for e in events]
+    assert "Called <code>query</code>" in whole
     assert "Result of <code>query</code>" in whole
     # echo's answer, after the result, streamed in the same reply
     assert whole.index("Result of <code>query</code>") < whole.rindex("tool_results")
