@@ -180,7 +180,7 @@ def test_each_character_is_rendered_once(monkeypatch):
     real = rendering.render_blocks
     monkeypatch.setattr(rendering, "render_blocks", lambda text, env: rendered.append(text) or real(text, env))
     text = "\n\n".join(value for key, value in TRICKY.items() if key != "fence never closed")
-    live = drive(text, [5])
+    drive(text, [5])
     assert "".join(rendered) == text  # every part rendered once, in order
     assert len(rendered) > 20
 

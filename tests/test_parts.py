@@ -12,7 +12,6 @@ import sqlite3
 import pytest
 from sse_client import read_until_final
 from helpers import (
-    HTMX,
     ROOT,
     cid_from,
     cookies_for,

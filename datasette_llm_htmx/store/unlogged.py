@@ -6,7 +6,7 @@ writes on Datasette's write connection, inside its transaction."""
 import json
 
 from . import attachments, llm_logs
-from .records import Attachment, Fragment, Message, ReplyPart, ToolCall, ToolResult, Worker, utcnow
+from .records import Fragment, Message, ReplyPart, ToolCall, ToolResult, Worker, utcnow
 
 
 def record_start(

@@ -25,12 +25,11 @@ from ..store import conversations, llm_logs, unlogged
 from ..store.database import llm_database, write_within
 from ..store.records import Message, utcnow
 from .common import (
-    back_with_draft,
+    answer_problem,
     find_message,
     html_response,
     is_htmx,
     load_writable,
-    problem_beside_form,
     see_other,
 )
 from .pages import render_title_form
@@ -66,9 +65,7 @@ async def start(request, datasette):
             uploads=uploads,
         )
     except ShownError as error:
-        if is_htmx(request):
-            return problem_beside_form(datasette, request, error)
-        return back_with_draft(datasette, request, "/-/llm", form, error)
+        return answer_problem(datasette, request, error, "/-/llm", form)
     return see_other(datasette, cid)
 
 
@@ -115,7 +112,7 @@ async def follow_up(request, datasette):
             new_system=new_system,
         )
     except ShownError as error:
-        return await _problem_in_conversation(datasette, request, error, form)
+        return answer_problem(datasette, request, error, f"/-/llm/{conversation.id}", form)
     return _started(datasette, request, message)
 
 
@@ -143,7 +140,7 @@ async def retry(request, datasette):
             resend=True,
         )
     except ShownError as error:
-        return await _problem_in_conversation(datasette, request, error, {})
+        return answer_problem(datasette, request, error, f"/-/llm/{conversation.id}")
     return _started(datasette, request, message)
 
 
@@ -161,12 +158,6 @@ def _started(datasette, request, message):
     return see_other(datasette, message.conversation_id, message.id)
 
 
-async def _problem_in_conversation(datasette, request, error, form):
-    if is_htmx(request):
-        return problem_beside_form(datasette, request, error)
-    return back_with_draft(datasette, request, f"/-/llm/{request.url_vars['cid']}", form, error)
-
-
 async def stop(request, datasette):
     conversation = await load_writable(datasette, request)
     message = find_message(conversation, request.url_vars["mid"])
@@ -180,7 +171,7 @@ async def stop(request, datasette):
                 RENAME_WAIT,
             )
         except ShownError as error:
-            return await _problem_in_conversation(datasette, request, error, {})
+            return answer_problem(datasette, request, error, f"/-/llm/{conversation.id}")
     if is_htmx(request):
         stopped = await llm_database(datasette).execute_fn(
             lambda conn: conversations.message(conn, conversation.id, message.id)

@@ -90,8 +90,12 @@ def find_message(conversation, mid: str) -> Message:
     raise NotFound(f"Message not found: {mid}")
 
 
-def back_with_draft(datasette, request, path, form, error) -> Response:
-    """Without JavaScript: back to the form's page (a reload then does not
-    post again), which draws it from the draft, with the problem."""
-    token = drafts.keep(permissions.actor_id(request.actor), form, error.message, error.status)
-    return Response.redirect(datasette.urls.path(f"{path}?draft={token}"), status=303)
+def answer_problem(datasette, request, error, page: str, form: dict | None = None) -> Response:
+    """A form that cannot be done as sent: with htmx, the problem beside
+    the form (what was typed stays where it is); without, back to the
+    form's ``page``, drawn from a draft of what was typed, with the problem
+    (a redirect, so a reload does not post again)."""
+    if is_htmx(request):
+        return problem_beside_form(datasette, request, error)
+    token = drafts.keep(permissions.actor_id(request.actor), form or {}, error.message, error.status)
+    return Response.redirect(datasette.urls.path(f"{page}?draft={token}"), status=303)

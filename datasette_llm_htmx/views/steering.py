@@ -22,15 +22,13 @@ from ..store.records import Fragment
 from ..events import ConversationDeleted
 from .actions import new_message
 from .common import (
-    back_with_draft,
+    answer_problem,
     find_message,
     html_response,
     is_htmx,
     load_readable,
     load_writable,
-    problem_beside_form,
     render_page,
-    see_other,
 )
 
 DELETE_WAIT = 10.0
@@ -99,9 +97,7 @@ async def _resend(datasette, request, conversation, target, prompt):
             fork=fork,
         )
     except ShownError as error:
-        if is_htmx(request):
-            return problem_beside_form(datasette, request, error)
-        return back_with_draft(datasette, request, f"/-/llm/{conversation.id}", {}, error)
+        return answer_problem(datasette, request, error, f"/-/llm/{conversation.id}")
     return _go_to(datasette, request, message.conversation_id, message.id)
 
 
@@ -162,9 +158,7 @@ async def carry(request, datasette):
             resend=True,
         )
     except ShownError as error:
-        if is_htmx(request):
-            return problem_beside_form(datasette, request, error)
-        return back_with_draft(datasette, request, f"/-/llm/{conversation.id}", {}, error)
+        return answer_problem(datasette, request, error, f"/-/llm/{conversation.id}")
     return _go_to(datasette, request, cid)
 
 
