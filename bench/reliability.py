@@ -22,16 +22,9 @@ HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from conftest import Server  # noqa: E402
+from run import rss_mb  # noqa: E402
 
 STREAM = re.compile(r'sse-connect="([^"]+)"')
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cli_while_streaming(runs: int, streams: int, extra_args=()) -> dict:

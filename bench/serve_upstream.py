@@ -1,9 +1,10 @@
-"""tests/serve.py (a `datasette serve` with the test models), optionally
-with the plugin's OpenAI client reuse switched on, for bench/upstream.py.
+"""tests/serve.py (a `datasette serve` with the test models), with or
+without the plugin's OpenAI client reuse, for bench/upstream.py.
 
-LLM_HTMX_BENCH_REUSE=1 applies datasette_llm_htmx.openai_reuse.reuse_clients
-to every async model llm hands out in this process: the same effect as the
-one-line hook in catalog.resolve_model that docs/benchmarks.md describes."""
+The plugin reuses llm's OpenAI clients (catalog.resolve_model applies
+datasette_llm_htmx.openai_reuse). LLM_HTMX_BENCH_REUSE=0 measures it
+without: the models llm hands out come marked as handled already, so
+reuse_clients leaves them as llm made them, a new client per prompt."""
 
 import os
 import pathlib
@@ -11,15 +12,13 @@ import runpy
 
 import llm
 
-if os.environ.get("LLM_HTMX_BENCH_REUSE") == "1":
+if os.environ.get("LLM_HTMX_BENCH_REUSE") == "0":
     _get_async_model = llm.get_async_model
 
     def get_async_model(*args, **kwargs):
-        # imported late: importing the plugin before Datasette has loaded its
-        # plugins registers it half-initialised, with no hooks
-        from datasette_llm_htmx.openai_reuse import reuse_clients
-
-        return reuse_clients(_get_async_model(*args, **kwargs))
+        model = _get_async_model(*args, **kwargs)
+        model._reuses_clients = True  # what reuse_clients checks: left alone
+        return model
 
     llm.get_async_model = get_async_model
 

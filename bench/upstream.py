@@ -11,7 +11,8 @@ through an ``extra-openai-models.yaml`` (model ``local-upstream``) in a
 temporary LLM_USER_PATH, with the dummy key OPENAI_API_KEY=dummy-not-a-secret.
 Nothing leaves 127.0.0.1. The plugin runs as real ``datasette serve``
 subprocesses (tests/conftest.py's Server, through bench/serve_upstream.py):
-one as it is, one with datasette_llm_htmx/openai_reuse.py switched on.
+one as shipped, with datasette_llm_htmx/openai_reuse.py, one without it
+(llm's own client per prompt).
 
 U1  one 20,000-token reply: tokens/s read (a) from the upstream directly with
     httpx, (b) by llm alone in this process (its async model), (c) through
@@ -54,11 +55,12 @@ import llm  # noqa: E402
 from conftest import Server, free_port  # noqa: E402
 
 import openai_server  # noqa: E402
+from run import Results, rss_mb  # noqa: E402
+from sse_client import aiter_events  # noqa: E402
 from datasette_llm_htmx import openai_reuse  # noqa: E402
 
 STREAM = re.compile(r'sse-connect="([^"]+)"')
 ID_OF = re.compile(r"/-/llm/([0-9a-z]{26})")
-LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 # Set-up
@@ -98,25 +100,10 @@ class Upstream:
 
 
 class PluginServer(Server):
-    """tests/conftest.py's Server, run through bench/serve_upstream.py."""
+    """tests/conftest.py's Server, run through bench/serve_upstream.py (its
+    default model is overridden by plugin_server's arguments)."""
 
-    def start(self):
-        self.log = open(self.user_dir / f"server-{self.port}.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "serve_upstream.py"), "serve", "--port", str(self.port),
-             "--root", *self.extra_args],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + "/-/versions.json", timeout=1)
-                return self
-            except httpx.HTTPError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.read_log()}")
-                time.sleep(0.1)
-        raise RuntimeError("server did not start: " + self.read_log())
+    script = HERE / "serve_upstream.py"
 
 
 def plugin_server(user_dir, reuse: bool, max_per_actor: int = 200) -> PluginServer:
@@ -134,40 +121,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 # Readers
-
-
-async def sse_events(response):
-    """(name, data, id) of each event of a text/event-stream, as it arrives."""
-    buffer, name, data, id_ = "", "message", [], None
-    async for text in response.aiter_text():
-        buffer += text
-        start = 0
-        for match in LINE_END.finditer(buffer):
-            line = buffer[start:match.start()]
-            start = match.end()
-            if line == "":
-                if data:
-                    yield name, "\n".join(data), id_
-                name, data = "message", []
-            elif not line.startswith(":"):
-                field, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if field == "event":
-                    name = value
-                elif field == "data":
-                    data.append(value)
-                elif field == "id":
-                    id_ = value
-        buffer = buffer[start:]
 
 
 def has_text(name, data) -> bool:
@@ -230,7 +184,8 @@ async def follow_stream(client, url, start, expected_length=None):
     first = last = None
     async with client.stream("GET", url) as response:
         assert response.status_code == 200, response.status_code
-        async for name, data, id_ in sse_events(response):
+        async for event in aiter_events(response):
+            name, data, id_ = event.name, event.data, event.id
             if first is None and has_text(name, data):
                 first = time.perf_counter() - start
             if last is None and expected_length and id_ and int(id_) >= expected_length:
@@ -518,32 +473,6 @@ async def bench_concurrency(rows, servers, count, tokens, rate, rounds, settle=3
 # Results
 
 
-class Rows:
-    def __init__(self):
-        self.rows = []
-
-    def add(self, id_, measure, value, unit, target=None, better="lower", note=""):
-        status = ""
-        if target is not None:
-            met = value <= target if better == "lower" else value >= target
-            if better == "lower":
-                far = value > target * 2 if target > 0 else value > 0
-            else:
-                far = value < target / 2
-            status = "met" if met else ("MISSED BY 2x" if far else "missed")
-        self.rows.append((id_, measure, value, unit, target, better, status, note))
-        print(f"{id_:3} {measure:78} {value:>12,.3g} {unit:9} {status} {note}", flush=True)
-
-    def markdown(self):
-        lines = ["| id | measure | result | target | |", "| --- | --- | --- | --- | --- |"]
-        for id_, measure, value, unit, target, better, status, note in self.rows:
-            shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-            goal = "" if target is None else ("≤ " if better == "lower" else "≥ ") + f"{target:g} {unit}"
-            lines.append(f"| {id_} | {measure}{' (' + note + ')' if note else ''} | {shown} {unit} "
-                         f"| {goal} | {status} |")
-        return "\n".join(lines)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="under a minute")
@@ -562,7 +491,7 @@ def main():
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"llm {llm_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{'quick' if quick else 'full'} mode\n", flush=True)
-    rows = Rows()
+    rows = Results()
     with tempfile.TemporaryDirectory() as tmp, Upstream() as upstream:
         user_dir = make_user_dir(pathlib.Path(tmp) / "llm", upstream.port)
         os.environ["LLM_USER_PATH"] = str(user_dir)

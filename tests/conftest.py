@@ -81,6 +81,8 @@ def free_port() -> int:
 class Server:
     """A real `datasette serve` in a subprocess, on a free port."""
 
+    script = HERE / "serve.py"  # `datasette serve` with the test models
+
     def __init__(self, user_dir, extra_args=(), env=None):
         self.user_dir = user_dir
         self.port = free_port()
@@ -98,7 +100,7 @@ class Server:
     def start(self):
         self.log = open(self.user_dir / f"server-{self.port}.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "serve.py"), "serve", "--port", str(self.port),
+            [sys.executable, str(self.script), "serve", "--port", str(self.port),
              "--root", "-s", "plugins.datasette-llm-htmx.default_model", "steady",
              *self.extra_args],
             env=self.env,

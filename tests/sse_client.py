@@ -13,42 +13,69 @@ class Event:
     id: str | None
 
 
+def _lines(buffer: str):
+    """The whole lines in ``buffer`` and what is left after them."""
+    start, lines = 0, []
+    for match in LINE_END.finditer(buffer):
+        if match.group() == "\r" and match.end() == len(buffer):
+            break  # a CR at the end may be the first half of CR LF
+        lines.append(buffer[start : match.start()])
+        start = match.end()
+    return lines, buffer[start:]
+
+
 def iter_lines(response):
     """Lines as the SSE spec splits them: on CR LF, CR or LF only (not on
     the Unicode separators that str.splitlines() also knows). Linear in the
     length of the stream, however long its events."""
     buffer = ""
     for text in response.iter_text():
-        buffer += text
-        start = 0
-        for match in LINE_END.finditer(buffer):
-            if match.group() == "\r" and match.end() == len(buffer):
-                break  # a CR at the end may be the first half of CR LF
-            yield buffer[start : match.start()]
-            start = match.end()
-        buffer = buffer[start:]
+        lines, buffer = _lines(buffer + text)
+        yield from lines
 
 
-def iter_events(response):
-    """Yield each event (and each comment as Event('comment', ...))."""
-    name, data, id_ = "message", [], None
-    for line in iter_lines(response):
+class _Events:
+    """Lines in, events out (and each comment as Event('comment', ...))."""
+
+    def __init__(self):
+        self.name, self.data, self.id = "message", [], None
+
+    def line(self, line: str) -> Event | None:
         if line == "":
-            if data:
-                yield Event(name, "\n".join(data), id_)
-            name, data = "message", []
-            continue
+            event = Event(self.name, "\n".join(self.data), self.id) if self.data else None
+            self.name, self.data = "message", []
+            return event
         if line.startswith(":"):
-            yield Event("comment", line[1:].strip(), None)
-            continue
+            return Event("comment", line[1:].strip(), None)
         field, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if field == "event":
-            name = value
+            self.name = value
         elif field == "data":
-            data.append(value)
+            self.data.append(value)
         elif field == "id":
-            id_ = value
+            self.id = value
+        return None
+
+
+def iter_events(response):
+    """Yield each event of a response read with httpx (sync)."""
+    events = _Events()
+    for line in iter_lines(response):
+        event = events.line(line)
+        if event is not None:
+            yield event
+
+
+async def aiter_events(response):
+    """The same, for an httpx.AsyncClient's response."""
+    events, buffer = _Events(), ""
+    async for text in response.aiter_text():
+        lines, buffer = _lines(buffer + text)
+        for line in lines:
+            event = events.line(line)
+            if event is not None:
+                yield event
 
 
 def read_until_final(client, url, **kwargs):
