@@ -352,7 +352,10 @@ def test_stalled_clients_cost_bounded_memory():
 
     alone = stalled_clients(megabytes=2, clients=0)
     stalled = stalled_clients(megabytes=2, clients=6)
-    assert stalled["growth MB"] - alone["growth MB"] < 30, (alone, stalled)
+    # RSS once settled, while the clients stall: the passing peak of the
+    # page's render of 2 MB of markdown (in both runs) is caught by the
+    # 0.2 s sampling or not, which moved the peaks by 100 MB under load
+    assert stalled["RSS while stalled MB"] - alone["RSS while stalled MB"] < 30, (alone, stalled)
     assert stalled["RSS after clients left MB"] - alone["RSS after clients left MB"] < 30
 
 
