@@ -406,7 +406,7 @@ def bench_pages(results, user_dir, conversations, turns_per, runs):
     finally:
         server.stop()
     # A restart: the replies rendered before come from the file beside
-    # logs.db (render_store.py), not from markdown again.
+    # logs.db (store/rendered.py), not from markdown again.
     server = start_server(user_dir)
     try:
         with server.client() as client:

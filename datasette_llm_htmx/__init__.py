@@ -9,11 +9,11 @@ escaping); every SQL statement is in ``store``.
 
 from datasette import hookimpl
 
-from . import csp, events, llm_layer, menus, permissions, render_store, rendering, routes
+from . import csp, events, llm_layer, menus, permissions, rendering, routes
 from .config import settings
 from .generations import generations
 from .rendering import format_time, markdown_to_html
-from .store import database
+from .store import database, rendered
 
 
 @hookimpl
@@ -53,8 +53,8 @@ def startup(datasette):
         await csp.prepare(datasette)
         rendering.set_cache_limit(settings(datasette).render_cache_mb)
         if settings(datasette).render_cache_file:
-            path = render_store.beside(settings(datasette).database_path)
-            rendering.set_store(render_store.RenderStore(path))
+            path = rendered.beside(settings(datasette).database_path)
+            rendering.set_store(rendered.RenderStore(path))
 
     return inner
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from datasette.utils import tilde_decode
 
 from .forms import BadInput
+from .store import data_schema
 from .store.records import Fragment
 
 KINDS = {"database": "Database", "table": "Table", "query": "Query", "row": "Row"}
@@ -72,7 +73,7 @@ async def fragment_for(datasette, actor, kind: str, page: str, cap: int) -> Frag
     described = f"{KINDS[kind]} {page} of the Datasette database {database!r}"
     lines = [described + "."]
     if kind in ("table", "row"):
-        schema = await _schema(datasette, actor, database, url)
+        schema = await _schema(datasette, database, url)
         if schema:
             lines += ["", "Schema:", schema]
     total = data.get("count")
@@ -91,10 +92,7 @@ async def _database_fragment(datasette, database: str, page: str, data: dict) ->
     names = [t["name"] for t in data.get("tables") or [] if not t.get("hidden")]
     names += [v["name"] if isinstance(v, dict) else v for v in data.get("views") or []]
     counts = {t["name"]: t.get("count") for t in data.get("tables") or []}
-    result = await datasette.get_database(database).execute(
-        "select name, sql from sqlite_master where type in ('table', 'view') and sql is not null"
-    )
-    schemas = {row[0]: row[1] for row in result.rows}
+    schemas = await data_schema.create_statements(datasette.get_database(database))
     lines = [f"The Datasette database {database!r} ({page}): its tables and views.", ""]
     for name in names:
         if name in schemas:
@@ -103,16 +101,11 @@ async def _database_fragment(datasette, database: str, page: str, data: dict) ->
     return Fragment(source=f"datasette:{page}", content="\n".join(lines))
 
 
-async def _schema(datasette, actor, database: str, url: str) -> str | None:
-    """The table's CREATE statement, if the actor may see the table (the
-    JSON request above proved they may)."""
+async def _schema(datasette, database: str, url: str) -> str | None:
+    """The table's CREATE statement (the actor may see the table: the JSON
+    request before proved it)."""
     table = tilde_decode(urlsplit(url).path.split("/")[2].removesuffix(".json"))
-    db = datasette.get_database(database)
-    result = await db.execute(
-        "select sql from sqlite_master where type in ('table', 'view') and name = ?", [table]
-    )
-    row = result.first()
-    return row[0] if row else None
+    return await data_schema.create_statement(datasette.get_database(database), table)
 
 
 def _csv(columns: list, rows: list[dict]) -> str:

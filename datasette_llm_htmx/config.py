@@ -35,7 +35,7 @@ class Settings:
     about_rows: int = 100
     # Databases the read-only SQL tool may query (as the asking actor).
     sql_tool_databases: tuple[str, ...] = ()
-    # Keep rendered replies in a file beside logs.db (render_store.py).
+    # Keep rendered replies in a file beside logs.db (store/rendered.py).
     render_cache_file: bool = True
 
 

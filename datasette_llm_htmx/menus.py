@@ -5,26 +5,8 @@ and the jump menu, which finds the conversations an actor may read."""
 from datasette.jump import JumpSQL
 
 from . import about, permissions
+from .store import listing
 from .store.database import llm_database
-
-# The conversations of the llm database, by title: llm's threads (forks
-# are versions of their conversation, not conversations), then the
-# conversations of llm's older schema. Those who may read everything see
-# them all; others, those they started.
-JUMP_SQL = """
-select 'llm-conversation' as type,
-       coalesce(name, 'Untitled') as label,
-       'LLM conversation' as description,
-       json_object('method', 'path', 'path', '/-/llm/' || id) as url,
-       coalesce(name, '') as search_text,
-       coalesce(name, 'Untitled') as display_name
-from (
-    select id, name from threads where forked_from is null
-    union all
-    select id, name from conversations where id not in (select id from threads)
-)
-where :llmhtmx_everyone or id in (select id from initiated where actor_id = :llmhtmx_actor_id)
-"""
 
 
 async def jump_items(datasette, actor):
@@ -42,7 +24,7 @@ async def jump_items(datasette, actor):
     if everyone or permissions.actor_id(actor):
         items.append(
             JumpSQL(
-                sql=JUMP_SQL,
+                sql=listing.JUMP_SQL,
                 params={
                     "llmhtmx_everyone": 1 if everyone else 0,
                     "llmhtmx_actor_id": permissions.actor_id(actor),

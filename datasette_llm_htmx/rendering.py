@@ -294,7 +294,7 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-htmx-rende
 _in_flight: dict[bytes, asyncio.Future] = {}
 
 
-_store = None  # rendered replies on disk (render_store.py), once set
+_store = None  # rendered replies on disk (store/rendered.py), once set
 _on_disk: set[bytes] = set()  # keys this process knows are there (16 bytes each)
 
 

@@ -16,6 +16,7 @@ import llm
 from datasette.utils import tilde_encode
 
 from .config import settings
+from .store import data_schema
 
 MOST_ROWS = 100
 MOST_CHARACTERS = 20_000
@@ -87,12 +88,9 @@ async def describe_table(datasette, actor, databases, database: str, table: str)
     data = _json(response)
     if response.status_code != 200:
         raise Refused(_error(data, response.status_code))
-    result = await datasette.get_database(database).execute(
-        "select sql from sqlite_master where name = ? and type in ('table', 'view')", [table]
-    )
-    row = result.first()
+    schema = await data_schema.create_statement(datasette.get_database(database), table)
     count = data.get("count")
-    return (row[0] if row else "") + (f"\n-- {count} rows" if count is not None else "")
+    return (schema or "") + (f"\n-- {count} rows" if count is not None else "")
 
 
 def _json(response) -> dict:

@@ -167,3 +167,23 @@ def list_conversations(
         for row in rows
     ]
     return listed, next_before
+
+
+# The conversations of the llm database, by title: llm's threads (forks
+# are versions of their conversation, not conversations), then the
+# conversations of llm's older schema. Those who may read everything see
+# them all; others, those they started.
+JUMP_SQL = """
+select 'llm-conversation' as type,
+       coalesce(name, 'Untitled') as label,
+       'LLM conversation' as description,
+       json_object('method', 'path', 'path', '/-/llm/' || id) as url,
+       coalesce(name, '') as search_text,
+       coalesce(name, 'Untitled') as display_name
+from (
+    select id, name from threads where forked_from is null
+    union all
+    select id, name from conversations where id not in (select id from threads)
+)
+where :llmhtmx_everyone or id in (select id from initiated where actor_id = :llmhtmx_actor_id)
+"""
