@@ -295,7 +295,9 @@ _in_flight: dict[bytes, asyncio.Future] = {}
 
 
 _store = None  # rendered replies on disk (store/rendered.py), once set
-_on_disk: set[bytes] = set()  # keys this process knows are there (16 bytes each)
+# keys this process knows are there: an optimisation, so forgotten at a bound
+_on_disk: set[bytes] = set()
+MOST_KNOWN_ON_DISK = 100_000  # about 10 MB of set
 
 
 def set_store(store) -> None:
@@ -346,6 +348,8 @@ async def render_ahead(texts, conversation_id: str | None = None) -> None:
         job.add_done_callback(lambda _: [_in_flight.pop(key, None) for key in missing])
         waits.add(job)
     if unsaved:  # written behind the page, which does not wait for it
+        if len(_on_disk) > MOST_KNOWN_ON_DISK:
+            _on_disk.clear()
         _on_disk.update(unsaved)
         asyncio.get_running_loop().run_in_executor(_executor, _store.put_many, unsaved, conversation_id)
     if waits:
