@@ -24,6 +24,8 @@ MAX_TITLE_WORDS = 8
 FALLBACK_CHARS = 50
 SUGGESTION_CHARS = 60
 # How a chatty model starts an answer that is not a title.
+# the first item of a list the model began ("1. NOT", SmolLM2 once), not a name
+LIST_ITEM = re.compile(r"^(\d+[.)]|[-*+•])(\s|$)")
 CHATTER = re.compile(
     r"^(sure|certainly|of course|here('s| is| are)|okay|ok\b|i (can|will|would|'d|am)|"
     r"as an ai|the title|a title|title suggestion)",
@@ -55,7 +57,7 @@ def judge(answer: str | None, prompt: str, system: str | None) -> str | None:
     words = title.split(" ")
     if not 2 <= len(words) <= MAX_TITLE_WORDS or len(title) > 80:
         return None
-    if CHATTER.match(title):
+    if CHATTER.match(title) or LIST_ITEM.match(title):
         return None
     if system and title.lower() in system.lower():
         return None

@@ -268,6 +268,8 @@ def test_titles_are_judged():
     assert judge("python", "a python question", None) is None  # one word: a tiny model's guess
     assert judge("Sure! Here is a title for you", "x", None) is None  # chatter
     assert judge("line one\nline two\nline three", "x", None) is None  # not one line
+    assert judge("1. NOT", "Name three SQL keywords.", None) is None  # a list begun
+    assert judge("- Select rows", "SQL?", None) is None
     assert judge("You are a helpful assistant", "x", "You are a helpful assistant. Be brief.") is None
     assert judge("the the cat sat on the the mat mat dog ran", "x", None) is None  # word salad, too long
     assert fallback("How do I make a sourdough starter from scratch at home?") == "How do I make a sourdough starter from scratch…"
