@@ -24,6 +24,7 @@ from markupsafe import Markup
 from .live_markdown import LiveMarkdown
 from .rendering import in_render_thread
 from .store import conversations
+from .store.database import read_at_once
 from .store.records import Message, ReplyPart
 
 BATCH_INTERVAL = 0.05  # at most ~20 deltas a second per stream
@@ -279,7 +280,7 @@ async def _follow_stored(registry, db, cid, mid, stop):
     shape = reader = None
     sent = covered = drawn = 0
     while not stop.is_set():
-        message = await db.execute_fn(lambda conn: conversations.message(conn, cid, mid))
+        message = await read_at_once(db, lambda conn: conversations.message(conn, cid, mid))
         if message is None:
             return
         registry.up_to_date(message)

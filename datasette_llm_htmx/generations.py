@@ -29,7 +29,7 @@ from .errors import ShownError
 from .events import ConversationStarted, PromptSent
 from .generation import Generation, describe_error, run_model
 from .store import llm_logs, unlogged
-from .store.database import llm_database, write_until_done, write_within
+from .store.database import llm_database, read_at_once, write_until_done, write_within
 from .store.records import Attachment, Message
 from .sync_bridge import threads_alive
 
@@ -119,7 +119,7 @@ class Generations:
                 explicit = [*llm_logs.history_of(conversation), llm.system(message.system)]
         attachments = [attachment for attachment, _name in uploads]
         if resend and message.attachments:
-            attachments = await self.db.execute_fn(
+            attachments = await read_at_once(self.db, 
                 lambda conn: llm_logs.llm_attachments(conn, [a.id for a in message.attachments])
             )
         if not resend:
@@ -214,7 +214,7 @@ class Generations:
         forks, logged into the new thread."""
         history = fork.legacy_history
         if history is None:
-            history = await self.db.execute_fn(lambda conn: llm_logs.history(conn, fork.tip))
+            history = await read_at_once(self.db, lambda conn: llm_logs.history(conn, fork.tip))
         conversation = model.conversation()
         conversation.id = thread_id
         conversation.loaded_messages = history or None
@@ -243,7 +243,7 @@ class Generations:
         otherwise rebuilt from logs.db, as ``llm chat --cid`` does.
         """
         cached = self.conversations.pop(cid, None)
-        latest = await self.db.execute_fn(lambda conn: llm_logs.latest_turn(conn, cid))
+        latest = await read_at_once(self.db, lambda conn: llm_logs.latest_turn(conn, cid))
         if cached is not None and getattr(cached, "latest_turn", None) != (latest and latest[1]):
             cached = None  # someone else (the llm CLI) went on with it since
         if cached is not None and cached.model.model_id == model.model_id:
@@ -252,7 +252,7 @@ class Generations:
         if cached is not None:
             history = llm_logs.history_of(cached)  # the same history, another model
         else:
-            history = await self.db.execute_fn(lambda conn: llm_logs.thread_history(conn, cid))
+            history = await read_at_once(self.db, lambda conn: llm_logs.thread_history(conn, cid))
         if history is None:  # a pre-0.32 conversation: llm rebuilds it
             conversation = await asyncio.to_thread(
                 llm_logs.load_conversation, self.db.path, cid, is_async

@@ -456,3 +456,62 @@ def test_the_llm_cli_writing_while_the_server_streams():
     outcome = cli_while_streaming(runs=30, streams=4)
     assert outcome["server lost"] == 0, outcome
     assert outcome["cli lost"] <= 1, outcome
+
+
+@pytest.mark.asyncio
+async def test_a_reply_logged_while_its_page_is_read_is_on_the_page(make_datasette, user_dir):
+    """A reply ends its unlogged life and is logged by llm in one write. A
+    page that reads the conversation while that write commits must see the
+    reply once, as logged or as unlogged, never neither (it showed an empty
+    conversation about once in 300 zero-delay starts)."""
+    import threading
+
+    import llm
+    from datasette_llm_htmx.ids import new_id
+    from datasette_llm_htmx.store import conversations, unlogged
+    from datasette_llm_htmx.store.database import llm_database, read_at_once
+    from datasette_llm_htmx.store.records import Message, utcnow
+
+    ds = make_datasette()
+    await ds.invoke_startup()
+    db = llm_database(ds)
+    cid = new_id()
+    message = Message(
+        id=new_id(), conversation_id=cid, model_id="steady-sync", prompt="Hello",
+        system=None, text="", status="running", datetime_utc=utcnow(),
+    )
+    await db.execute_write_fn(lambda conn: unlogged.record_start(conn, message, "root", True))
+    conversation = llm.get_model("steady-sync").conversation()
+    conversation.id = cid
+    response = conversation.prompt("Hello")
+    response.text()
+    response.id = message.id
+
+    def log_it():
+        conn = sqlite3.connect(db.path, timeout=5)
+        with conn:
+            unlogged.log_response(conn, [response], message.id)
+        conn.close()
+
+    def read(conn):
+        writer = None
+
+        def at(statement):
+            nonlocal writer
+            # the moment between reading llm's tables and the unlogged row
+            if writer is None and "from unlogged_messages" in statement:
+                writer = threading.Thread(target=log_it)
+                writer.start()
+                writer.join(0.5)  # it lands at once, unless this read holds its snapshot
+
+        conn.set_trace_callback(at)
+        try:
+            return conversations.read(conn, cid), writer
+        finally:
+            conn.set_trace_callback(None)
+
+    read_back, writer = await read_at_once(db, read)
+    writer.join()
+    assert [m.id for m in read_back.messages] == [message.id]
+    after = await read_at_once(db, lambda conn: conversations.read(conn, cid))
+    assert [(m.id, m.status) for m in after.messages] == [(message.id, "done")]

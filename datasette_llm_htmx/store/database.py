@@ -120,6 +120,23 @@ def _unavailable(error: sqlite3.Error) -> StoreUnavailable:
     return StoreUnavailable(f"The log database could not be written ({text}).")
 
 
+async def read_at_once(db: Database, fn):
+    """Run ``fn(conn)``'s queries in one read transaction, so they all see
+    the same moment: a reply logged between two of them (its unlogged row
+    deleted, its llm rows added) is seen once, never missed."""
+
+    def snapshot(conn):
+        if conn.in_transaction:
+            return fn(conn)
+        conn.execute("begin")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("rollback")  # it only read
+
+    return await db.execute_fn(snapshot)
+
+
 async def write_within(db: Database, fn, seconds: float):
     """Run ``fn(conn)`` as one write, waiting for a lock at most about
     ``seconds``; then raise StoreUnavailable. A write that has not started

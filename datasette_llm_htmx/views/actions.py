@@ -22,7 +22,7 @@ from ..forms import (
 from ..generations import generations
 from ..ids import new_id
 from ..store import conversations, llm_logs, unlogged
-from ..store.database import llm_database, write_within
+from ..store.database import llm_database, read_at_once, write_within
 from ..store.records import Message, utcnow
 from .common import (
     answer_problem,
@@ -73,8 +73,9 @@ async def follow_up(request, datasette):
     # Not the whole conversation: a follow-up costs the same however long it is
     conversation = await load_writable(datasette, request, with_messages=False)
     registry = generations(datasette)
-    latest_model, pending = await llm_database(datasette).execute_fn(
-        lambda conn: conversations.continuation(conn, conversation.id)
+    latest_model, pending = await read_at_once(
+        llm_database(datasette),
+        lambda conn: conversations.continuation(conn, conversation.id),
     )
     form = {}
     try:
@@ -173,8 +174,9 @@ async def stop(request, datasette):
         except ShownError as error:
             return answer_problem(datasette, request, error, f"/-/llm/{conversation.id}")
     if is_htmx(request):
-        stopped = await llm_database(datasette).execute_fn(
-            lambda conn: conversations.message(conn, conversation.id, message.id)
+        stopped = await read_at_once(
+            llm_database(datasette),
+            lambda conn: conversations.message(conn, conversation.id, message.id),
         )
         shown = registry.up_to_date(stopped or message)
         return html_response(

@@ -7,7 +7,7 @@ from .. import csp, drafts, partials, permissions
 from ..generations import generations
 from ..ids import is_id
 from ..store import conversations
-from ..store.database import llm_database
+from ..store.database import llm_database, read_at_once
 from ..store.records import Message
 
 
@@ -59,8 +59,9 @@ async def load_readable(datasette, request, with_messages=True):
     if not is_id(cid):
         raise not_found
     await permissions.require_chat_or_view(datasette, request)
-    conversation = await llm_database(datasette).execute_fn(
-        lambda conn: conversations.read(conn, cid, with_messages)
+    conversation = await read_at_once(
+        llm_database(datasette),
+        lambda conn: conversations.read(conn, cid, with_messages),
     )
     if conversation is None or not await permissions.can_read(
         datasette, request.actor, conversation

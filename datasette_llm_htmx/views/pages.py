@@ -18,7 +18,7 @@ from ..ids import is_id
 from ..partials import TEMPLATE_DIR
 from ..rendering import render_ahead
 from ..store import attachments, listing
-from ..store.database import llm_database
+from ..store.database import llm_database, read_at_once
 from .common import (
     find_message,
     html_response,
@@ -71,7 +71,8 @@ async def render_index(datasette, request, *, error=None, form=None, status=200,
         before = None
     q = (request.args.get("q") or "").strip()
     everyone = await permissions.can_view_all(datasette, request.actor)
-    listed, next_before = await llm_database(datasette).execute_fn(
+    listed, next_before = await read_at_once(
+        llm_database(datasette),
         lambda conn: listing.list_conversations(
             conn,
             actor_id=permissions.actor_id(request.actor),
@@ -249,8 +250,9 @@ async def attachment(request, datasette):
     }
     if not ATTACHMENT_ID.match(attachment_id) or attachment_id not in known:
         raise NotFound(f"Attachment not found: {attachment_id}")
-    row = await llm_database(datasette).execute_fn(
-        lambda conn: attachments.attachment_content(conn, attachment_id)
+    row = await read_at_once(
+        llm_database(datasette),
+        lambda conn: attachments.attachment_content(conn, attachment_id),
     )
     content = row[1] if row else None
     if content is None and row and row[2]:

@@ -17,7 +17,7 @@ from ..forms import BadInput, check_model, check_prompt, read_form
 from ..generations import Fork, generations
 from ..ids import new_id
 from ..store import legacy, llm_logs, threads, unlogged
-from ..store.database import llm_database, write_within
+from ..store.database import llm_database, read_at_once, write_within
 from ..store.records import Fragment
 from ..events import ConversationDeleted
 from .actions import new_message
@@ -82,8 +82,9 @@ async def _resend(datasette, request, conversation, target, prompt):
         if target.status != "done":
             raise BadInput("This reply did not finish: use Retry to run it again.", 409)
         model = await check_model(datasette, target.model_id, request.actor)
-        fork = await llm_database(datasette).execute_fn(
-            lambda conn: _fork_before(conn, conversation, target)
+        fork = await read_at_once(
+            llm_database(datasette),
+            lambda conn: _fork_before(conn, conversation, target),
         )
         message = new_message(new_id(), model.model_id, prompt, target.system, target.options)
         message.fragments = target.fragments
@@ -182,7 +183,7 @@ async def delete(request, datasette):
     root = conversation.root_id or conversation.id
     registry = generations(datasette)
     try:
-        family = await llm_database(datasette).execute_fn(lambda conn: threads.family_ids(conn, root))
+        family = await read_at_once(llm_database(datasette), lambda conn: threads.family_ids(conn, root))
         if any(g.message.conversation_id in family for g in registry.in_flight()):
             raise BadInput("A reply is still being written here. Stop it, then delete.", 409)
         await write_within(
