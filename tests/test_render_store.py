@@ -71,3 +71,26 @@ async def test_off_with_a_setting(make_datasette, user_dir):
     cid = await conversation(ds, "nowhere")
     await ds.client.get(f"/-/llm/{cid}", cookies=cookies_for(ds, ROOT))
     assert not (user_dir / "logs-llm-htmx-render.db").exists()
+
+
+def test_the_file_stays_within_its_bound_in_bytes(tmp_path):
+    """Counted as it grows; past the bound, the oldest writes go. A file
+    left by an older renderer starts afresh."""
+    from datasette_llm_htmx.store.rendered import RenderStore
+
+    path = tmp_path / "render.db"
+    old = sqlite3.connect(path)
+    old.execute("create table rendered (key blob primary key, renderer text not null,"
+                " html text not null, conversation_id text)")
+    old.execute("insert into rendered values (x'00', 'old', 'stale', 'c')")
+    old.commit()
+    old.close()
+    store = RenderStore(path, most_bytes=100_000)
+    for i in range(100):
+        store.put_many({bytes([i, 1]): "x" * 5_000}, f"c{i}")
+        assert store.size <= 100_000
+    assert store.size == sqlite3.connect(path).execute(
+        "select sum(length(html)) from rendered").fetchone()[0]
+    assert store.get_many([bytes([99, 1])]) == {bytes([99, 1]): "x" * 5_000}
+    assert store.get_many([bytes([0, 1]), b"\x00"]) == {}
+    assert not store.broken

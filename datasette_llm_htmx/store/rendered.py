@@ -30,6 +30,7 @@ class RenderStore:
         self.most_bytes = most_bytes
         self._conn: sqlite3.Connection | None = None
         self.broken = False  # a cache that fails is left alone, never fatal
+        self.size = 0  # characters of HTML, counted at opening and kept up to date
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -44,7 +45,10 @@ class RenderStore:
             conn.execute(
                 "create index if not exists rendered_conversation on rendered (conversation_id)"
             )
+            with conn:
+                conn.execute("delete from rendered where renderer != ?", [RENDERER])
             self._conn = conn
+            self.size = self._measure()
         return self._conn
 
     def get_many(self, keys) -> dict[bytes, str]:
@@ -78,16 +82,24 @@ class RenderStore:
                     " values (?, ?, ?, ?)",
                     [(key, RENDERER, html, conversation_id) for key, html in items.items()],
                 )
-                conn.execute("delete from rendered where renderer != ?", [RENDERER])
-                size = conn.execute("select coalesce(sum(length(html)), 0) from rendered").fetchone()[0]
-                if size > self.most_bytes:
-                    # the oldest writes first, down to three quarters of the bound
+            # Counted as it grows, not summed per write (a scan of the whole
+            # file); measured again only when it may be over the bound (a
+            # replaced row, or another process writing, makes the count drift)
+            self.size += sum(len(html) for html in items.values())
+            if self.size > self.most_bytes and self._measure() > self.most_bytes:
+                with conn:
+                    # the oldest writes first, a quarter of the rows at a time
                     conn.execute(
                         "delete from rendered where rowid in (select rowid from rendered order by rowid"
                         " limit (select count(*) / 4 + 1 from rendered))"
                     )
+                self._measure()
         except sqlite3.Error:
             self.broken = True
+
+    def _measure(self) -> int:
+        self.size = self._conn.execute("select coalesce(sum(length(html)), 0) from rendered").fetchone()[0]
+        return self.size
 
 
     def forget(self, conversation_ids) -> None:
