@@ -27,7 +27,6 @@ from .store import conversations
 from .store.database import read_at_once
 from .store.records import Message, ReplyPart
 
-BATCH_INTERVAL = 0.05  # at most ~20 deltas a second per stream
 POLL_INTERVAL = 0.5  # when another process generates the reply
 MAX_DELTA_CHARS = 64 * 1024  # a stream that fell behind catches up in pieces
 GROWING = ("text", "reasoning")  # the kinds of part that grow chunk by chunk
@@ -231,11 +230,9 @@ async def _follow_here(generation):
             else:
                 more = len(following.chunks) > sent
             if not more and not generation.text_complete.is_set():
-                # let tokens gather into the next step, unless the model is done
-                try:
-                    await asyncio.wait_for(generation.text_complete.wait(), BATCH_INTERVAL)
-                except asyncio.TimeoutError:
-                    pass
+                # tokens gather into the next step: the generation wakes its
+                # followers at most every BATCH_INTERVAL, and at its end
+                await generation.changed()
             continue
         if generation.finished:
             live = (index, reader.live) if reader is not None and reader.ended else None
@@ -249,7 +246,7 @@ async def _follow_here(generation):
             yield snapshot
             del snapshot
             continue
-        await generation.changed(timeout=1.0)
+        await generation.changed()
 
 
 async def _snapshot_stored(message) -> tuple[Snapshot, tuple, int, Reader | None]:

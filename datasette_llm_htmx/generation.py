@@ -21,6 +21,7 @@ from .sync_bridge import batches_from_thread
 
 YIELD_EVERY = 0.001  # a model that never awaits still lets the loop run
 CHECK_EVERY = 16
+BATCH_INTERVAL = 0.05  # new text wakes a reply's followers at most ~20 times a second
 
 
 class LivePart:
@@ -83,6 +84,8 @@ class Generation:
         self.more_responses: list = []  # the chain's later responses, after tool calls
         self._frozen = False  # stopped: chunks still coming are dropped
         self._changed: asyncio.Event | None = None
+        self._last_notify = 0.0
+        self._notify_later: asyncio.TimerHandle | None = None
         self._current: LivePart | None = None
 
     @property
@@ -109,8 +112,8 @@ class Generation:
         current.chunks.append(chunk)
         self.length += len(chunk)
         self.last_chunk_at = time.monotonic()
-        if self._changed is not None:  # someone is waiting: wake them
-            self.notify()
+        if self._changed is not None and self._notify_later is None:  # someone is waiting
+            self._notify_soon()
 
     def begin_tool_call(self, name: str, call_id: str | None) -> None:
         if self._frozen:
@@ -129,6 +132,8 @@ class Generation:
             target = self._begin("tool_call", name="", call_id=call_id)
         target.chunks.append(valid_text(chunk))
         self.last_chunk_at = time.monotonic()
+        if self._changed is not None and self._notify_later is None:
+            self._notify_soon()
 
     def add_tool_calls(self, calls) -> None:
         """Tool calls the model registered without streaming them (llm-echo
@@ -138,6 +143,7 @@ class Generation:
             if call.tool_call_id is None or call.tool_call_id not in seen:
                 part = self._begin("tool_call", name=call.name, call_id=call.tool_call_id)
                 part.chunks.append(json.dumps(call.arguments or {}))
+        self.notify()
 
     def add_tool_results(self, results) -> None:
         """What the tools the model called answered (the chain ran them
@@ -159,14 +165,39 @@ class Generation:
         return self._current
 
     def notify(self) -> None:
+        """Wake every follower now."""
+        self._last_notify = time.monotonic()
+        if self._notify_later is not None:
+            self._notify_later.cancel()
+            self._notify_later = None
         event, self._changed = self._changed, None
         if event is not None:
             event.set()
 
+    def _notify_soon(self) -> None:
+        """New text wakes the followers at once if they were last woken
+        BATCH_INTERVAL ago, else when it will be: the tokens between go
+        out together, and a reply costs one timer however many streams
+        follow it (not a timer per stream per token)."""
+        wait = self._last_notify + BATCH_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self.notify()
+        else:
+            self._notify_later = asyncio.get_running_loop().call_later(wait, self.notify)
+
+    def complete_text(self) -> None:
+        """No more text will come: followers send the rest at once."""
+        self.text_complete.set()
+        self.notify()
+
     async def changed(self, timeout: float | None = None) -> None:
-        """Wait until there is new text or a new status (or timeout)."""
+        """Wait until there is new text (see _notify_soon) or a new status,
+        or until ``timeout``."""
         if self._changed is None:
             self._changed = asyncio.Event()
+        if timeout is None:
+            await self._changed.wait()
+            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
@@ -236,7 +267,7 @@ async def run_model(generation: "Generation", *, idle_timeout: float, total_time
                 error = model_task.exception()
                 if error is not None:
                     return "failed", describe_error(error)
-                generation.text_complete.set()  # followers send the rest at once
+                generation.complete_text()
                 return "done", None
     finally:
         stop_wait.cancel()

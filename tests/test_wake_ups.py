@@ -1,0 +1,61 @@
+"""How a reply wakes the streams that follow it: new text wakes them all
+together, at once after a quiet spell, and at most every BATCH_INTERVAL
+while text flows (a thousand streams cost one timer a reply, not a timer
+per stream per token); the end wakes them at once."""
+
+import asyncio
+import time
+
+import llm
+import pytest
+
+from datasette_llm_htmx.generation import BATCH_INTERVAL, Generation
+from datasette_llm_htmx.store.records import Message, utcnow
+
+
+def a_generation() -> Generation:
+    message = Message(
+        id="01aaaaaaaaaaaaaaaaaaaaaaaa", conversation_id="01bbbbbbbbbbbbbbbbbbbbbbbb",
+        model_id="steady", prompt="Hello", system=None, text="", status="running",
+        datetime_utc=utcnow(),
+    )
+    response = llm.get_async_model("steady").prompt("Hello")
+    return Generation(message, None, response, True)
+
+
+@pytest.mark.asyncio
+async def test_followers_wake_together_at_most_every_batch_interval():
+    generation = a_generation()
+    wakes = [0] * 50
+
+    async def follower(i):
+        while not generation.finished:
+            await generation.changed()
+            wakes[i] += 1
+
+    followers = [asyncio.create_task(follower(i)) for i in range(50)]
+    await asyncio.sleep(0)
+    start = time.monotonic()
+    for _ in range(400):  # a token a millisecond
+        generation.append("x")
+        await asyncio.sleep(0.001)
+    elapsed = time.monotonic() - start
+    ended = time.monotonic()
+    generation.end("done")
+    await asyncio.wait_for(asyncio.gather(*followers), 1)
+    assert time.monotonic() - ended < 0.02  # the end wakes them at once
+    most = elapsed / BATCH_INTERVAL + 2
+    assert all(3 <= count <= most for count in wakes), (wakes, most)
+
+
+@pytest.mark.asyncio
+async def test_the_first_text_after_a_quiet_spell_wakes_at_once():
+    generation = a_generation()
+    await asyncio.sleep(BATCH_INTERVAL)
+    waiting = asyncio.create_task(generation.changed())
+    await asyncio.sleep(0)
+    start = time.monotonic()
+    generation.append("Hello")
+    await asyncio.wait_for(waiting, 1)
+    assert time.monotonic() - start < 0.01
+    generation.end("done")
