@@ -76,6 +76,8 @@ class Generations:
         # model tasks told to stop that have not (a model can ignore it)
         self.detached: set[asyncio.Task] = set()
         self._watching = False
+        self.running = 0  # replies whose model runs here now
+        self.busiest = 0  # the most at once since memory was last given back
 
     @property
     def db(self):
@@ -155,7 +157,10 @@ class Generations:
         # does not wait for the disk; if the record cannot be written in
         # time, the model is stopped and the user told.
         self.replies[message.id] = generation
+        self.running += 1
+        self.busiest = max(self.busiest, self.running)
         generation.task = asyncio.create_task(self._run(generation))
+        generation.task.add_done_callback(self._stopped_running)
         register = not self._worker_registered
 
         def record(conn):
@@ -174,7 +179,10 @@ class Generations:
             )
 
         try:
-            await write_within(self.db, record, START_WAIT)
+            # llm's own writes (attachments, forks) may commit by themselves:
+            # only the plugin's rows go in a group commit
+            grouped = not uploads and fork is None
+            await write_within(self.db, record, START_WAIT, grouped=grouped)
         except BaseException:
             if rest is not None:
                 await rest.aclose()
@@ -303,6 +311,13 @@ class Generations:
         generation.saved = True
         self._forget_later(generation)
         if generation.length > memory.WORTH_IT:
+            memory.trim_soon()
+
+    def _stopped_running(self, task) -> None:
+        self.running -= 1
+        if self.running == 0 and self.busiest >= memory.BUSY:
+            # the end of a burst of replies: what they held goes back
+            self.busiest = 0
             memory.trim_soon()
 
     async def _log(self, generation: Generation) -> tuple[str, str | None]:

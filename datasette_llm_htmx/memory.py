@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 
 WORTH_IT = 256 * 1024  # characters of a reply, or of a stream, before trimming
+BUSY = 16  # replies at once: when the last of them ends, trim
 
 try:
     _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim

@@ -3,6 +3,7 @@ will not be stopped, a database locked by another process or on a full
 disk, a second worker, stalled clients, shutdown. None may lose a prompt,
 wedge a reply or answer a 500."""
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -515,3 +516,40 @@ async def test_a_reply_logged_while_its_page_is_read_is_on_the_page(make_dataset
     assert [m.id for m in read_back.messages] == [message.id]
     after = await read_at_once(db, lambda conn: conversations.read(conn, cid))
     assert [(m.id, m.status) for m in after.messages] == [(message.id, "done")]
+
+
+@pytest.mark.asyncio
+async def test_writes_that_arrive_together_commit_together(make_datasette, user_dir):
+    """Fifty starts at once are a few transactions, not fifty in a queue;
+    a write that fails in a group is undone alone, and the rest land."""
+    from datasette_llm_htmx.store.database import llm_database, write_within
+
+    ds = make_datasette()
+    await ds.invoke_startup()
+    db = llm_database(ds)
+    begins = []
+    await db.execute_write_fn(lambda conn: conn.execute("create table grouped_test (n integer)"))
+    await db.execute_write_fn(
+        lambda conn: conn.set_trace_callback(
+            lambda sql: begins.append(sql) if sql.upper().startswith("BEGIN") else None
+        ),
+        transaction=False,
+    )
+
+    def insert(n):
+        def write(conn):
+            conn.execute("insert into grouped_test values (?)", [n])
+            if n == 7:
+                raise ValueError("this one fails after writing")
+            return n
+        return write
+
+    outcomes = await asyncio.gather(
+        *(write_within(db, insert(n), 5, grouped=True) for n in range(50)), return_exceptions=True
+    )
+    await db.execute_write_fn(lambda conn: conn.set_trace_callback(None), transaction=False)
+    assert isinstance(outcomes[7], ValueError)
+    assert [o for o in outcomes if not isinstance(o, Exception)] == [n for n in range(50) if n != 7]
+    rows = await db.execute("select n from grouped_test order by n")
+    assert [row[0] for row in rows] == [n for n in range(50) if n != 7]
+    assert 1 <= len(begins) <= 3, begins

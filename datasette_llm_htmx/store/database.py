@@ -137,10 +137,73 @@ async def read_at_once(db: Database, fn):
     return await db.execute_fn(snapshot)
 
 
-async def write_within(db: Database, fn, seconds: float):
+class _Group:
+    """Group commit: writes that arrive while one is being committed wait,
+    then go in together, in one transaction and one turn of the write
+    thread, each in a savepoint of its own (a write that raises is undone
+    alone). A thousand chats started at once are a few commits, not a
+    thousand queued behind each other. A database error (locked, full)
+    fails the whole group, and each write retries as it would alone."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.waiting: list[tuple] = []
+        self.draining = False
+
+    async def write(self, fn):
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((fn, future))
+        if not self.draining:
+            self.draining = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                group, self.waiting = self.waiting, []
+                fns = [fn for fn, _ in group]
+                try:
+                    outcomes = await self.db.execute_write_fn(lambda conn: _each_in_savepoint(conn, fns))
+                except Exception as error:
+                    outcomes = [(False, error)] * len(group)
+                for (_, future), (ok, value) in zip(group, outcomes):
+                    if not future.done():
+                        future.set_result(value) if ok else future.set_exception(value)
+        finally:
+            self.draining = False
+
+
+def _each_in_savepoint(conn, fns) -> list[tuple[bool, object]]:
+    outcomes = []
+    for fn in fns:
+        conn.execute("savepoint grouped")
+        try:
+            value = fn(conn)
+        except sqlite3.OperationalError:
+            raise  # the database's trouble, not this write's: the group fails
+        except Exception as error:
+            conn.execute("rollback to grouped")
+            outcomes.append((False, error))
+        else:
+            outcomes.append((True, value))
+        conn.execute("release grouped")
+    return outcomes
+
+
+def _group(db: Database) -> _Group:
+    group = getattr(db, "_llm_htmx_group", None)
+    if group is None:
+        group = db._llm_htmx_group = _Group(db)
+    return group
+
+
+async def write_within(db: Database, fn, seconds: float, grouped: bool = False):
     """Run ``fn(conn)`` as one write, waiting for a lock at most about
     ``seconds``; then raise StoreUnavailable. A write that has not started
-    by the deadline does nothing, so a refused request leaves no trace."""
+    by the deadline does nothing, so a refused request leaves no trace.
+    ``grouped``: committed with the writes that arrive meanwhile (for
+    small writes of the plugin's own that never commit themselves)."""
     deadline = time.monotonic() + seconds
     delay = 0.05
     while True:
@@ -150,6 +213,8 @@ async def write_within(db: Database, fn, seconds: float):
             return fn(conn)
 
         try:
+            if grouped:
+                return await _group(db).write(guarded)
             return await db.execute_write_fn(guarded)
         except TimeoutError:
             raise _unavailable(sqlite3.OperationalError("database is locked"))
