@@ -1,6 +1,7 @@
 """The plugin's settings, read from datasette.yaml with their defaults."""
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import llm
@@ -44,7 +45,20 @@ def _number(value, default):
 
 
 def settings(datasette) -> Settings:
+    """The plugin's settings, read again only when its configuration (or
+    llm's user directory, which llm.user_dir() creates at each call)
+    changes: a request asks for them a dozen times."""
     config = datasette.plugin_config(PLUGIN_NAME) or {}
+    key = (repr(config), os.environ.get("LLM_USER_PATH"))
+    cached = getattr(datasette, "_llm_htmx_settings", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    made = _settings(config)
+    datasette._llm_htmx_settings = (key, made)
+    return made
+
+
+def _settings(config: dict) -> Settings:
     database_path = config.get("database_path")
     models = config.get("models")
     return Settings(
