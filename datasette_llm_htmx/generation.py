@@ -73,6 +73,7 @@ class Generation:
         self.finished_at: float | None = None  # the end, told to followers
         self.saved = False  # the end has reached the database
         self.recorded = False  # the start has reached the database
+        self.record_landed: asyncio.Future | None = None  # see Generations.start
         self.saved_state: tuple[int, int, str] | None = None
         self.stop_event = asyncio.Event()
         self.text_complete = asyncio.Event()  # no more text will come

@@ -156,6 +156,9 @@ class Generations:
         # The model starts while the record is written, so the first token
         # does not wait for the disk; if the record cannot be written in
         # time, the model is stopped and the user told.
+        # resolved once the record has landed (True) or cannot (False): the
+        # reply's log and last word wait for it, so they never come first
+        generation.record_landed = asyncio.get_running_loop().create_future()
         self.replies[message.id] = generation
         self.running += 1
         self.busiest = max(self.busiest, self.running)
@@ -184,6 +187,7 @@ class Generations:
             grouped = not uploads and fork is None
             await write_within(self.db, record, START_WAIT, grouped=grouped)
         except BaseException:
+            generation.record_landed.set_result(False)
             if rest is not None:
                 await rest.aclose()
             generation.stop_event.set()
@@ -194,6 +198,7 @@ class Generations:
             raise
         self._worker_registered = True
         generation.recorded = True
+        generation.record_landed.set_result(True)
         self._ensure_saver()
         cid = message.conversation_id
         if new_conversation:
@@ -289,7 +294,11 @@ class Generations:
                 total_timeout=config.generation_timeout,
                 detached=self.detached,
             )
-            if status == "done":
+            # a fast model can end before its record is written (they run
+            # together): what follows the record waits for it
+            if not await asyncio.shield(generation.record_landed):
+                status, error = "failed", "not recorded"
+            elif status == "done":
                 status, error = await self._log(generation)
         except asyncio.CancelledError:
             status, error = "interrupted", None

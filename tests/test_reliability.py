@@ -553,3 +553,29 @@ async def test_writes_that_arrive_together_commit_together(make_datasette, user_
     rows = await db.execute("select n from grouped_test order by n")
     assert [row[0] for row in rows] == [n for n in range(50) if n != 7]
     assert 1 <= len(begins) <= 3, begins
+
+
+@pytest.mark.asyncio
+async def test_a_reply_faster_than_its_record_is_logged_after_it(make_datasette, user_dir):
+    """The model starts while its record is written (since starts are
+    group-committed, the record is queued by a task of its own). A reply
+    that ends at once (zero delay, a few chunks) must still be logged after
+    its record: logged first, the record would leave an unlogged row behind
+    for a reply that is done. Today the task order keeps it so; the reply
+    also waits for its record, so it stays so."""
+    from helpers import HTMX, ROOT, cid_from, cookies_for, wait_for_generations
+
+    ds = make_datasette()
+    cookies = cookies_for(ds, ROOT)
+    fast = {"option_chunks": "3", "option_delay": "0"}
+    cid = cid_from(await ds.client.post(
+        "/-/llm/start", data={"model_id": "steady", "prompt": "Hello", **fast}, cookies=cookies))
+    await wait_for_generations(ds)
+    for i in range(5):
+        response = await ds.client.post(
+            f"/-/llm/{cid}/prompt", data={"prompt": f"more {i}", **fast}, headers=HTMX, cookies=cookies)
+        assert response.status_code == 200, response.text
+        await wait_for_generations(ds)
+    db = ds.get_database("llm")
+    assert (await db.execute("select count(*) from unlogged_messages")).first()[0] == 0
+    assert (await db.execute("select count(*) from turns where thread_id = ?", [cid])).first()[0] == 6
