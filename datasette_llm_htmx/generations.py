@@ -182,10 +182,7 @@ class Generations:
             )
 
         try:
-            # llm's own writes (attachments, forks) may commit by themselves:
-            # only the plugin's rows go in a group commit
-            grouped = not uploads and fork is None
-            await write_within(self.db, record, START_WAIT, grouped=grouped)
+            await write_within(self.db, record, START_WAIT, grouped=True)
         except BaseException:
             generation.record_landed.set_result(False)
             if rest is not None:
@@ -342,6 +339,7 @@ class Generations:
                 self.db,
                 lambda conn: unlogged.log_response(conn, responses, message.id, cost),
                 LOG_WAIT,
+                grouped=True,
             )
         except ShownError as error:
             return "failed", "The reply could not be logged: " + error.message

@@ -203,7 +203,8 @@ async def write_within(db: Database, fn, seconds: float, grouped: bool = False):
     ``seconds``; then raise StoreUnavailable. A write that has not started
     by the deadline does nothing, so a refused request leaves no trace.
     ``grouped``: committed with the writes that arrive meanwhile (for
-    small writes of the plugin's own that never commit themselves)."""
+    writes that never commit by themselves: the plugin's, and llm's, whose
+    sqlite-utils ``atomic()`` nests in a savepoint inside a transaction)."""
     deadline = time.monotonic() + seconds
     delay = 0.05
     while True:
