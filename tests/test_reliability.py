@@ -541,6 +541,8 @@ async def test_writes_that_arrive_together_commit_together(make_datasette, user_
             conn.execute("insert into grouped_test values (?)", [n])
             if n == 7:
                 raise ValueError("this one fails after writing")
+            if n == 9:  # SQLite's error, but this write's own
+                conn.execute("insert into no_such_table values (1)")
             return n
         return write
 
@@ -549,9 +551,11 @@ async def test_writes_that_arrive_together_commit_together(make_datasette, user_
     )
     await db.execute_write_fn(lambda conn: conn.set_trace_callback(None), transaction=False)
     assert isinstance(outcomes[7], ValueError)
-    assert [o for o in outcomes if not isinstance(o, Exception)] == [n for n in range(50) if n != 7]
+    assert "no such table" in str(outcomes[9])
+    landed = [n for n in range(50) if n not in (7, 9)]
+    assert [o for o in outcomes if not isinstance(o, Exception)] == landed
     rows = await db.execute("select n from grouped_test order by n")
-    assert [row[0] for row in rows] == [n for n in range(50) if n != 7]
+    assert [row[0] for row in rows] == landed
     assert 1 <= len(begins) <= 3, begins
 
 
@@ -579,3 +583,22 @@ async def test_a_reply_faster_than_its_record_is_logged_after_it(make_datasette,
     db = ds.get_database("llm")
     assert (await db.execute("select count(*) from unlogged_messages")).first()[0] == 0
     assert (await db.execute("select count(*) from turns where thread_id = ?", [cid])).first()[0] == 6
+
+
+@pytest.mark.asyncio
+async def test_a_read_after_a_failed_statement_sees_the_present(make_datasette, user_dir):
+    """A failed write on a pooled read connection leaves a transaction open
+    there; a read through read_at_once must not read inside it (an old
+    moment, and a lock that refuses every write)."""
+    from datasette_llm_htmx.store.database import llm_database, read_at_once, write_within
+
+    ds = make_datasette(config={"settings": {"num_sql_threads": 1}})
+    await ds.invoke_startup()
+    db = llm_database(ds)
+    await db.execute_write_fn(lambda conn: conn.execute("create table seen (n integer)"))
+    with pytest.raises(Exception):
+        await db.execute("insert into seen values (0)")  # read-only connection
+    count = lambda conn: conn.execute("select count(*) from seen").fetchone()[0]
+    assert await read_at_once(db, count) == 0
+    await write_within(db, lambda conn: conn.execute("insert into seen values (1)"), 2, grouped=True)
+    assert await read_at_once(db, count) == 1

@@ -127,12 +127,15 @@ async def read_at_once(db: Database, fn):
 
     def snapshot(conn):
         if conn.in_transaction:
-            return fn(conn)
+            # left open on this pooled connection by a failed statement:
+            # reading inside it would see an old moment, and hold a lock
+            conn.execute("rollback")
         conn.execute("begin")
         try:
             return fn(conn)
         finally:
-            conn.execute("rollback")  # it only read
+            if conn.in_transaction:
+                conn.execute("rollback")  # it only read
 
     return await db.execute_fn(snapshot)
 
@@ -148,20 +151,24 @@ class _Group:
     def __init__(self, db: Database):
         self.db = db
         self.waiting: list[tuple] = []
-        self.draining = False
+        self.drainer: asyncio.Task | None = None
 
     async def write(self, fn):
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((fn, future))
-        if not self.draining:
-            self.draining = True
-            asyncio.ensure_future(self._drain())
+        if self.drainer is None:
+            self.drainer = asyncio.ensure_future(self._drain())
         return await future
 
     async def _drain(self) -> None:
+        group = []
         try:
             while self.waiting:
-                group, self.waiting = self.waiting, []
+                # a caller that has gone (cancelled) has its write dropped
+                group = [(fn, future) for fn, future in self.waiting if not future.done()]
+                self.waiting = []
+                if not group:
+                    continue
                 fns = [fn for fn, _ in group]
                 try:
                     outcomes = await self.db.execute_write_fn(lambda conn: _each_in_savepoint(conn, fns))
@@ -170,8 +177,24 @@ class _Group:
                 for (_, future), (ok, value) in zip(group, outcomes):
                     if not future.done():
                         future.set_result(value) if ok else future.set_exception(value)
+                group = []
+        except BaseException as error:  # cancelled (the loop closing): nobody waits forever
+            for _, future in [*group, *self.waiting]:
+                if not future.done():
+                    if isinstance(error, Exception):
+                        future.set_exception(error)
+                    else:
+                        future.cancel()
+            self.waiting = []
+            raise
         finally:
-            self.draining = False
+            self.drainer = None
+
+
+# SQLite's primary result codes that are the database's trouble, not one
+# write's: busy, locked, out of memory, read-only, I/O, corrupt, full,
+# cannot open, protocol
+DATABASE_TROUBLE = {5, 6, 7, 8, 10, 11, 13, 14, 15}
 
 
 def _each_in_savepoint(conn, fns) -> list[tuple[bool, object]]:
@@ -180,9 +203,10 @@ def _each_in_savepoint(conn, fns) -> list[tuple[bool, object]]:
         conn.execute("savepoint grouped")
         try:
             value = fn(conn)
-        except sqlite3.OperationalError:
-            raise  # the database's trouble, not this write's: the group fails
         except Exception as error:
+            code = getattr(error, "sqlite_errorcode", None)
+            if not conn.in_transaction or (code is not None and code & 0xFF in DATABASE_TROUBLE):
+                raise  # the group fails, and each write retries as it would alone
             conn.execute("rollback to grouped")
             outcomes.append((False, error))
         else:
