@@ -121,8 +121,9 @@ class Generations:
                 explicit = [*llm_logs.history_of(conversation), llm.system(message.system)]
         attachments = [attachment for attachment, _name in uploads]
         if resend and message.attachments:
-            attachments = await read_at_once(self.db, 
-                lambda conn: llm_logs.llm_attachments(conn, [a.id for a in message.attachments])
+            attachments = await read_at_once(
+                self.db,
+                lambda conn: llm_logs.llm_attachments(conn, [a.id for a in message.attachments]),
             )
         if not resend:
             message.attachments = [

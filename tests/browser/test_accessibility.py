@@ -1,6 +1,5 @@
 """Keyboard only, JavaScript off, screen readers, narrow screens: in Chromium."""
 
-import pathlib
 import re
 
 import pytest
