@@ -49,9 +49,15 @@ class _Renderer(RendererHTML):
         return super().code_block(tokens, idx, options, env).rstrip("\n")
 
 
-_markdown = MarkdownIt(
-    "commonmark", {"html": False, "linkify": False}, renderer_cls=_Renderer
-).enable(["table", "strikethrough"])
+def _parser(**kwargs) -> MarkdownIt:
+    """CommonMark with tables and strikethrough, raw HTML off: the one
+    configuration of every parser here."""
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}, **kwargs).enable(
+        ["table", "strikethrough"]
+    )
+
+
+_markdown = _parser(renderer_cls=_Renderer)
 
 
 
@@ -131,10 +137,8 @@ def render_blocks(text: str, env: dict) -> Markup:
 
 # The same parser stopped after its block phase: where top-level blocks
 # begin and end, without the inline work, for live_markdown.py to decide
-# which blocks are finished. Its options must stay those of _markdown.
-_block_parser = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
-    ["table", "strikethrough"]
-)
+# which blocks are finished.
+_block_parser = _parser()
 _block_parser.core.ruler.enableOnly(["normalize", "block"])
 
 
@@ -348,9 +352,7 @@ async def render_ahead(texts, conversation_id: str | None = None) -> None:
         job.add_done_callback(lambda _: [_in_flight.pop(key, None) for key in missing])
         waits.add(job)
     if unsaved:  # written behind the page, which does not wait for it
-        if len(_on_disk) > MOST_KNOWN_ON_DISK:
-            _on_disk.clear()
-        _on_disk.update(unsaved)
+        _known_on_disk(unsaved)
         asyncio.get_running_loop().run_in_executor(_executor, _store.put_many, unsaved, conversation_id)
     if waits:
         await asyncio.gather(*(asyncio.shield(w) for w in waits))
@@ -377,7 +379,13 @@ def _render_into_cache(texts: dict[bytes, str], conversation_id: str | None = No
     if _store is not None and conversation_id:
         if rendered:
             _store.put_many(rendered, conversation_id)
-        _on_disk.update(texts)
+        _known_on_disk(texts)
+
+
+def _known_on_disk(keys) -> None:
+    if len(_on_disk) > MOST_KNOWN_ON_DISK:
+        _on_disk.clear()
+    _on_disk.update(keys)
 
 
 def format_time(timestamp: str | None) -> str:

@@ -101,7 +101,6 @@ class RenderStore:
         self.size = self._conn.execute("select coalesce(sum(length(html)), 0) from rendered").fetchone()[0]
         return self.size
 
-
     def forget(self, conversation_ids) -> None:
         """A deleted conversation's replies leave the cache too."""
         ids = list(conversation_ids)
