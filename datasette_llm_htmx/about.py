@@ -42,7 +42,17 @@ def _json_url(kind: str, page: str, cap: int) -> tuple[str, str]:
     parts = urlsplit(page)
     segments = parts.path.split("/")
     least = 2 if kind == "database" else 3
-    if parts.scheme or parts.netloc or len(segments) < least or not segments[1] or segments[1] == "-":
+    # A "." or ".." segment would be resolved on the way to the JSON (so
+    # the permission check reads another page) but not in the names the
+    # schema is read by: no such page is a database's
+    if (
+        parts.scheme
+        or parts.netloc
+        or len(segments) < least
+        or not segments[1]
+        or segments[1] == "-"
+        or any(segment in (".", "..") for segment in segments)
+    ):
         raise BadInput("That is not a page of a database, a table, a query or a row.")
     if kind == "database":
         return tilde_decode(segments[1]), f"/{segments[1]}.json"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import sqlite3
+from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
@@ -162,6 +163,11 @@ async def test_a_table_one_may_not_see_offers_nothing_and_gives_nothing(ds):
     for page in ("/-/llm", "https://example.com/pets/pets", "//example.com/x/y"):
         response = await get(ds, f"/-/llm/about?kind=table&page={page}")
         assert response.status_code == 400, page
+    # a page that resolves to one the actor may see, named after one they may not
+    for kind, page in (("table", "/pets/secret/../pets"), ("row", "/pets/secret/../pets/1"),
+                       ("table", "/pets/./secret/../pets")):
+        response = await get(ds, "/-/llm/about?" + urlencode({"kind": kind, "page": page}))
+        assert response.status_code == 400 and "secret" not in response.text.lower(), page
     # no action for actors who may not chat
     assert about_links((await get(ds, "/pets/pets", actor={"id": "carol"})).text) == []
     # the homepage offers the chat to those who may

@@ -120,3 +120,20 @@ async def test_a_logs_db_the_user_attached_is_private_under_its_own_name(
         assert status == 403, (surface, status)
         status = await status_of(ds, {"id": "viewer"}, surface.format(db="my-logs"))
         assert status == 200, (surface, status)
+
+
+@pytest.mark.asyncio
+async def test_a_logs_db_the_plugin_creates_is_readable_by_its_owner_only(make_datasette, user_dir, tmp_path):
+    import os
+    import stat
+
+    ds = make_datasette()
+    await ds.invoke_startup()
+    assert stat.S_IMODE(os.stat(user_dir / "logs.db").st_mode) == 0o600
+    # one that exists keeps the mode its owner gave it
+    existing = tmp_path / "mine.db"
+    sqlite3.connect(existing).close()
+    os.chmod(existing, 0o644)
+    other = make_datasette({"database_path": str(existing)})
+    await other.invoke_startup()
+    assert stat.S_IMODE(os.stat(existing).st_mode) == 0o644

@@ -71,6 +71,10 @@ def check_usable(path) -> None:
     """Open logs.db (creating it if new), read it, and try a write that is
     rolled back: a corrupt or read-only file fails here, by name, instead
     of with every Send later."""
+    if not path.exists():
+        # a new logs.db will hold private chats: readable by its owner only
+        # (an existing one keeps the mode its owner gave it)
+        path.touch(mode=0o600)
     conn = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
         conn.execute("select count(*) from sqlite_master").fetchone()
