@@ -10,6 +10,8 @@ reload, a fork) does not have. ``SmolLM2-8k`` loads the same file with its
 whole context, and reads the history llm gives every prompt.
 """
 
+import threading
+
 import llm
 
 CONTEXT = 8192
@@ -28,6 +30,12 @@ def register_models(register):
         return
 
     class SmolLM2Long(SmolLM2):
+        # One llama.cpp model, one generation at a time: two threads in the
+        # same Llama corrupt its state and abort the whole server
+        # (GGML_ASSERT, seen with two chats at once). Sync models run in a
+        # thread each, so replies wait their turn here.
+        one_at_a_time = threading.Lock()
+
         def get_model(self):
             if self._model is None:
                 from llama_cpp import Llama
@@ -38,6 +46,10 @@ def register_models(register):
             return self._model
 
         def execute(self, prompt, stream, response, conversation):
+            with self.one_at_a_time:
+                yield from self._execute(prompt, stream, response, conversation)
+
+        def _execute(self, prompt, stream, response, conversation):
             messages = [
                 {"role": message.role, "content": _text(message)}
                 for message in prompt.messages
