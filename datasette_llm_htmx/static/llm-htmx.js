@@ -6,6 +6,9 @@
 (function () {
   "use strict";
 
+  // What works only with JavaScript is shown only with it (.needs-js).
+  document.documentElement.classList.add("llm-js");
+
   // Ctrl+Enter (Cmd+Enter on a Mac) sends; Enter alone makes a new line.
   document.addEventListener("keydown", function (event) {
     var target = event.target;

@@ -49,6 +49,7 @@ def by_text(tag, text):
 def test_keyboard_only_flow(page, server, wait_for):
     page.goto(server.url + "/-/llm")
     assert page.evaluate("document.activeElement.id") == "prompt"  # ready to type
+    assert page.is_visible("text=sends")  # the Ctrl+Enter hint
     page.evaluate("document.activeElement.blur()")
     # Tab order: model select, options, system prompt, prompt, Send
     path = tab_until(page, by_id("model_id"))
@@ -125,6 +126,7 @@ def test_keyboard_only_flow(page, server, wait_for):
 def test_javascript_off(root_context, server):
     page = root_context(server, java_script_enabled=False).new_page()
     page.goto(server.url + "/-/llm")
+    assert not page.is_visible("text=sends")  # Ctrl+Enter needs JavaScript
     page.select_option("#model_id", "steady")
     page.click(".system-details summary")
     page.fill("#system", "No scripts here")
