@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import html
 import io
 import os
 import pathlib
@@ -55,6 +56,7 @@ import llm  # noqa: E402
 from conftest import Server, free_port  # noqa: E402
 
 import openai_server  # noqa: E402
+from raw_http import RawClient  # noqa: E402
 from run import Results, rss_mb  # noqa: E402
 from sse_client import aiter_events  # noqa: E402
 from datasette_llm_htmx import openai_reuse  # noqa: E402
@@ -197,19 +199,29 @@ async def follow_stream(client, url, start, expected_length=None):
     raise RuntimeError("the stream ended without done")
 
 
+# The text a streaming reply shows in a page or a follow-up's answer: its
+# finished blocks and its tail (_live_text.html)
+SHOWN = re.compile(r'<div class="reply-body markdown" id="m-[0-9a-z]{26}-part-\d+">(.*?)</div>\s*</div>\s*</div>', re.S)
+
+
+def shows_text(html: str) -> bool:
+    return any(re.sub(r"<[^>]+>", "", found).strip() for found in SHOWN.findall(html))
+
+
 async def plugin_new_chat(client, prompt, expected_length=None):
     start = time.perf_counter()
     response = await client.post("/-/llm/start", data={"model_id": MODEL_ID, "prompt": prompt})
     assert response.status_code == 303, (response.status_code, response.text[:500])
     cid = ID_OF.search(response.headers["location"]).group(1)
     page = await client.get(f"/-/llm/{cid}")
+    shown = time.perf_counter() - start if shows_text(page.text) else None  # the first words with the page
     match = STREAM.search(page.text)
     if match is None:  # finished before the page was drawn: the page has it all
         seconds = time.perf_counter() - start
         return cid, seconds, seconds, seconds
     first, last, done = await follow_stream(client, url=match.group(1), start=start,
                                             expected_length=expected_length)
-    return cid, first, last, done
+    return cid, shown or first, last, done
 
 
 async def plugin_follow_up(client, cid, prompt):
@@ -217,12 +229,63 @@ async def plugin_follow_up(client, cid, prompt):
     response = await client.post(f"/-/llm/{cid}/prompt", data={"prompt": prompt},
                                  headers={"HX-Request": "true"})
     assert response.status_code == 200, (response.status_code, response.text[:500])
+    shown = time.perf_counter() - start if shows_text(response.text) else None  # the first words with the answer
     match = STREAM.search(response.text)
     if match is None:
         seconds = time.perf_counter() - start
         return seconds, seconds
     first, _last, done = await follow_stream(client, match.group(1), start)
-    return first, done
+    return shown or first, done
+
+
+async def raw_first_text(raw, start, answer: str):
+    """Seconds since ``start`` to the reply's first text: in ``answer`` (the
+    page, or a follow-up's htmx answer), else from its stream, read to its
+    done so that the next prompt finds the conversation free."""
+    first = time.perf_counter() - start if shows_text(answer) else None
+    match = STREAM.search(answer)
+    if match is None:
+        return first or time.perf_counter() - start
+
+    def on_event(name, data):
+        nonlocal first
+        if first is None and has_text(name, data):
+            first = time.perf_counter() - start
+        return name in ("done", "error")
+
+    await raw.stream_until(html.unescape(match.group(1)), on_event)
+    return first
+
+
+async def raw_new_chat(raw, prompt):
+    start = time.perf_counter()
+    status, head, _ = await raw.request("POST", "/-/llm/start", {"model_id": MODEL_ID, "prompt": prompt})
+    assert status == 303, status
+    _status, _head, page = await raw.request("GET", head["location"])
+    return await raw_first_text(raw, start, page)
+
+
+async def raw_follow_up(raw, cid, prompt):
+    start = time.perf_counter()
+    status, _head, answer = await raw.request("POST", f"/-/llm/{cid}/prompt", {"prompt": prompt},
+                                              headers=[("HX-Request", "true")])
+    assert status == 200, (status, answer[:300])
+    return await raw_first_text(raw, start, answer)
+
+
+async def llm_follow_up(conversation, prompt):
+    """First chunk of a prompt in an llm conversation (its history sent
+    along, as the plugin's follow-ups send theirs), then the rest."""
+    start = time.perf_counter()
+    first = None
+    async for chunk in conversation.prompt(prompt):
+        if first is None and chunk:
+            first = time.perf_counter() - start
+    return first
+
+
+def raw_client(server):
+    return RawClient(server.port, "ds_actor=" + server.root_cookies["ds_actor"])
 
 
 def async_client(server, **kwargs):
@@ -276,54 +339,81 @@ async def bench_throughput(rows, upstream, servers, tokens, runs):
 async def bench_first_token(rows, upstream, servers, prompts):
     plain = llm.get_async_model(MODEL_ID)
     reused = openai_reuse.reuse_clients(llm.get_async_model(MODEL_ID))
-    times = {name: [] for name in ("upstream", "llm", "llm_reuse", "new", "new_reuse",
-                                   "follow", "follow_reuse")}
+    names = ("upstream", "llm", "llm_reuse", "llm_follow", "llm_follow_reuse", "new", "new_reuse",
+             "follow", "follow_reuse", "raw_new", "raw_new_reuse", "raw_follow", "raw_follow_reuse")
+    times = {name: [] for name in names}
     async with httpx.AsyncClient(base_url=upstream.url, timeout=30) as direct, \
-            async_client(servers["plain"]) as c_plain, async_client(servers["reuse"]) as c_reuse:
-        # warm every path; one conversation each for the follow-ups
+            async_client(servers["plain"]) as c_plain, async_client(servers["reuse"]) as c_reuse, \
+            raw_client(servers["plain"]) as r_plain, raw_client(servers["reuse"]) as r_reuse:
+        # warm every path; one conversation each for the follow-ups, each
+        # with two exchanges before the first measured one
         await upstream_stream(direct, 5)
         await llm_stream(plain, 5)
         await llm_stream(reused, 5)
-        cid_plain, *_ = await plugin_new_chat(c_plain, "tokens=5")
-        cid_reuse, *_ = await plugin_new_chat(c_reuse, "tokens=5")
-        await plugin_follow_up(c_plain, cid_plain, "tokens=5")
-        await plugin_follow_up(c_reuse, cid_reuse, "tokens=5")
+        conversations = {"llm_follow": plain.conversation(), "llm_follow_reuse": reused.conversation()}
+        for conversation in conversations.values():
+            for _ in range(2):
+                await llm_follow_up(conversation, "tokens=5")
+        cids = {}
+        for name, client in (("follow", c_plain), ("follow_reuse", c_reuse)):
+            cids[name], *_ = await plugin_new_chat(client, "tokens=5")
+            await plugin_follow_up(client, cids[name], "tokens=5")
+        for name, server, raw in (("raw_follow", servers["plain"], r_plain),
+                                  ("raw_follow_reuse", servers["reuse"], r_reuse)):
+            async with async_client(server) as client:
+                cids[name], *_ = await plugin_new_chat(client, "tokens=5")
+            await raw_follow_up(raw, cids[name], "tokens=5")
         # The first token comes at once; the next four at 50 a second, so
         # that the reply is still streaming when the page asks for it.
         short = "tokens=5 rate=50"
         for i in range(prompts):
             # round-robin, so every path meets the same moments of the machine
+            text = f"{short} {i}"
             times["upstream"].append((await upstream_stream(direct, 5, 50))[0])
             times["llm"].append((await llm_stream(plain, 5, 50))[0])
             times["llm_reuse"].append((await llm_stream(reused, 5, 50))[0])
-            times["new"].append((await plugin_new_chat(c_plain, f"{short} {i}"))[1])
-            times["new_reuse"].append((await plugin_new_chat(c_reuse, f"{short} {i}"))[1])
-            times["follow"].append((await plugin_follow_up(c_plain, cid_plain, f"{short} {i}"))[0])
-            times["follow_reuse"].append((await plugin_follow_up(c_reuse, cid_reuse, f"{short} {i}"))[0])
+            for name, conversation in conversations.items():
+                times[name].append(await llm_follow_up(conversation, text))
+            times["new"].append((await plugin_new_chat(c_plain, text))[1])
+            times["new_reuse"].append((await plugin_new_chat(c_reuse, text))[1])
+            times["follow"].append((await plugin_follow_up(c_plain, cids["follow"], text))[0])
+            times["follow_reuse"].append((await plugin_follow_up(c_reuse, cids["follow_reuse"], text))[0])
+            times["raw_new"].append(await raw_new_chat(r_plain, text))
+            times["raw_new_reuse"].append(await raw_new_chat(r_reuse, text))
+            times["raw_follow"].append(await raw_follow_up(r_plain, cids["raw_follow"], text))
+            times["raw_follow_reuse"].append(await raw_follow_up(r_reuse, cids["raw_follow_reuse"], text))
             await asyncio.sleep(0.02)  # let llm's dropped clients close
     p50 = {name: statistics.median(values) * 1000 for name, values in times.items()}
     p90 = {name: statistics.quantiles(values, n=10)[-1] * 1000 for name, values in times.items()}
     n = f"p50 of {prompts}"
+
+    def row(measure, name, over=None, target=None):
+        rows.add("U2", measure, p50[name], "ms", note=f"p90 {p90[name]:.1f}")
+        if over is not None:
+            rows.add("U2", f"... added over {over[1]}", p50[name] - p50[over[0]], "ms", target=target)
+
     rows.add("U2", f"first token, upstream read directly (kept-alive connection), {n}", p50["upstream"], "ms")
-    rows.add("U2", "first token, llm alone (a new AsyncOpenAI client per prompt, as llm does)",
-             p50["llm"], "ms", note=f"p90 {p90['llm']:.1f}")
-    rows.add("U2", "first token, llm alone with openai_reuse", p50["llm_reuse"], "ms",
-             note=f"p90 {p90['llm_reuse']:.1f}")
-    rows.add("U2", "first token, plugin new chat (POST start, 303, page, stream)", p50["new"], "ms",
-             note=f"p90 {p90['new']:.1f}")
-    rows.add("U2", "... added over llm alone", p50["new"] - p50["llm"], "ms", target=5)
-    rows.add("U2", "first token, plugin follow-up (htmx POST prompt, stream)", p50["follow"], "ms",
-             note=f"p90 {p90['follow']:.1f}")
-    rows.add("U2", "... added over llm alone", p50["follow"] - p50["llm"], "ms", target=5)
-    rows.add("U2", "first token, plugin new chat, openai_reuse on", p50["new_reuse"], "ms",
-             note=f"p90 {p90['new_reuse']:.1f}")
-    rows.add("U2", "... added over llm alone with openai_reuse", p50["new_reuse"] - p50["llm_reuse"], "ms",
-             target=5)
-    rows.add("U2", "first token, plugin follow-up, openai_reuse on", p50["follow_reuse"], "ms",
-             note=f"p90 {p90['follow_reuse']:.1f}")
-    rows.add("U2", "... added over llm alone with openai_reuse",
-             p50["follow_reuse"] - p50["llm_reuse"], "ms", target=5)
-    rows.add("U2", "plugin follow-up: openai_reuse off minus on", p50["follow"] - p50["follow_reuse"], "ms")
+    row("first token, llm alone, a new prompt (a new AsyncOpenAI client per prompt, as llm does)", "llm")
+    row("first token, llm alone, a new prompt, openai_reuse", "llm_reuse")
+    row("first token, llm alone, a follow-up (same history as the plugin's)", "llm_follow")
+    row("first token, llm alone, a follow-up, openai_reuse", "llm_follow_reuse")
+    # The figures to meet: the plugin through a lean client (raw_http.py)
+    row("plugin new chat, lean client: POST start, 303, page (first words in it) or stream",
+        "raw_new", ("llm", "llm alone"), 5)
+    row("plugin follow-up, lean client: htmx POST (first words in its answer) or stream",
+        "raw_follow", ("llm_follow", "llm alone's follow-up"), 5)
+    row("plugin new chat, lean client, openai_reuse on", "raw_new_reuse",
+        ("llm_reuse", "llm alone with openai_reuse"), 5)
+    row("plugin follow-up, lean client, openai_reuse on", "raw_follow_reuse",
+        ("llm_follow_reuse", "llm alone's follow-up with openai_reuse"), 5)
+    # The same through httpx, whose own 2-3 ms a request are the client's
+    row("plugin new chat, httpx client", "new", ("llm", "llm alone"))
+    row("plugin follow-up, httpx client", "follow", ("llm_follow", "llm alone's follow-up"))
+    row("plugin new chat, httpx client, openai_reuse on", "new_reuse",
+        ("llm_reuse", "llm alone with openai_reuse"))
+    row("plugin follow-up, httpx client, openai_reuse on", "follow_reuse",
+        ("llm_follow_reuse", "llm alone's follow-up with openai_reuse"))
+    rows.add("U2", "plugin follow-up: openai_reuse off minus on", p50["raw_follow"] - p50["raw_follow_reuse"], "ms")
 
 
 # The per-prompt cost inside llm

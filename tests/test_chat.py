@@ -128,6 +128,30 @@ async def test_follow_up_keeps_context_llm_echo(ds):
 
 
 @pytest.mark.asyncio
+async def test_a_follow_ups_answer_carries_the_words_already_said(ds):
+    # The model starts while the prompt's record is written: what it has
+    # said by the time the answer is drawn comes with it, one request
+    # sooner than the stream (bench/upstream.py, U2).
+    cookies = cookies_for(ds, ROOT)
+    cid = cid_from(
+        await ds.client.post(
+            "/-/llm/start", data={"model_id": "steady", "prompt": "one"}, cookies=cookies
+        )
+    )
+    await wait_for_generations(ds)
+    response = await ds.client.post(
+        f"/-/llm/{cid}/prompt",
+        data={"prompt": "two", "option_text": "First words.", "option_hold": "0.5"},
+        headers={"HX-Request": "true"},
+        cookies=cookies,
+    )
+    assert response.status_code == 200
+    assert "sse-connect=" in response.text  # still being written: the stream goes on
+    assert '<div class="stream-tail stream-text">First words.</div>' in response.text
+    await wait_for_generations(ds)
+
+
+@pytest.mark.asyncio
 async def test_follow_up_without_htmx_redirects_to_the_message(ds):
     cookies = cookies_for(ds, ROOT)
     cid = cid_from(

@@ -6,6 +6,8 @@ A problem (bad input, a busy database, too many replies at once) comes back
 beside the form with everything typed kept.
 """
 
+import dataclasses
+
 from .. import about, partials, permissions, titles
 from ..config import settings
 from ..errors import ShownError
@@ -30,6 +32,7 @@ from .common import (
     html_response,
     is_htmx,
     load_writable,
+    load_writable_and,
     see_other,
 )
 from .pages import render_title_form
@@ -71,12 +74,11 @@ async def start(request, datasette):
 
 async def follow_up(request, datasette):
     # Not the whole conversation: a follow-up costs the same however long it is
-    conversation = await load_writable(datasette, request, with_messages=False)
-    registry = generations(datasette)
-    latest_model, pending = await read_at_once(
-        llm_database(datasette),
-        lambda conn: conversations.continuation(conn, conversation.id),
+    cid = request.url_vars["cid"]
+    conversation, (latest_model, pending) = await load_writable_and(
+        datasette, request, lambda conn: conversations.continuation(conn, cid), with_messages=False
     )
+    registry = generations(datasette)
     form = {}
     try:
         form, files = await read_form(request, datasette)
@@ -148,8 +150,12 @@ async def retry(request, datasette):
 def _started(datasette, request, message):
     """htmx gets the new message, streaming; a plain form post is sent to it."""
     if is_htmx(request):
+        # with whatever the model has said already (a fast model's first
+        # words come with this answer, not a request later); a copy, as the
+        # generation's own message is its to change
+        shown = generations(datasette).up_to_date(dataclasses.replace(message))
         html = (
-            partials.message(datasette, request, message, True)
+            partials.message(datasette, request, shown, True)
             + partials.chat_status(datasette, request, message.status)
             + partials.CLEAR_FORM_ERROR
         )

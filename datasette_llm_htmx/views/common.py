@@ -1,6 +1,8 @@
 """What every handler needs: loading a conversation it may read or write,
 answering htmx or a plain browser, and showing a problem beside a form."""
 
+import asyncio
+
 from datasette import Forbidden, NotFound, Response
 
 from .. import csp, drafts, partials, permissions
@@ -70,15 +72,33 @@ def problem_beside_form(datasette, request, error) -> Response:
 async def load_readable(datasette, request, with_messages=True):
     """The conversation of the URL, if this actor may read it; 404 if not
     (a 403 would confirm that it exists)."""
+    conversation, _ = await load_readable_and(datasette, request, None, with_messages)
+    return conversation
+
+
+async def load_readable_and(datasette, request, also, with_messages=True):
+    """load_readable, and ``also(conn)`` read in the same moment (None when
+    there is no conversation to read)."""
     cid = request.url_vars["cid"]
     not_found = NotFound(f"Conversation not found: {cid}")
     if not is_id(cid):
         raise not_found
-    await permissions.require_chat_or_view(datasette, request)
-    conversation = await read_at_once(
-        llm_database(datasette),
-        lambda conn: conversations.read(conn, cid, with_messages),
+
+    def read(conn):
+        conversation = conversations.read(conn, cid, with_messages)
+        return conversation, (also(conn) if also and conversation else None)
+
+    # The permission check (Datasette's internal database) and the read
+    # (logs.db) run together; what was read is used only if the check passes.
+    checked, found = await asyncio.gather(
+        permissions.require_chat_or_view(datasette, request),
+        read_at_once(llm_database(datasette), read),
+        return_exceptions=True,
     )
+    for outcome in (checked, found):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    conversation, extra = found
     if conversation is None or not await permissions.can_read(
         datasette, request.actor, conversation
     ):
@@ -86,17 +106,22 @@ async def load_readable(datasette, request, with_messages=True):
     registry = generations(datasette)
     for message in conversation.messages:
         registry.up_to_date(message)
-    return conversation
+    return conversation, extra
 
 
 async def load_writable(datasette, request, with_messages=True):
-    conversation = await load_readable(datasette, request, with_messages)
+    conversation, _ = await load_writable_and(datasette, request, None, with_messages)
+    return conversation
+
+
+async def load_writable_and(datasette, request, also, with_messages=True):
+    conversation, extra = await load_readable_and(datasette, request, also, with_messages)
     if not await permissions.can_write(datasette, request.actor, conversation):
         raise Forbidden(
             "Only the actor who started this conversation can continue it. "
             + permissions.HOW_TO_GRANT
         )
-    return conversation
+    return conversation, extra
 
 
 def find_message(conversation, mid: str) -> Message:
