@@ -127,7 +127,7 @@ def bench_throughput(results, user_dir, tokens, runs, quick=False):
                     statistics.median(rates), "tokens/s")
         results.add("P1", "... as a share of the same model iterated in-process", statistics.median(ratios),
                     "ratio", target=0.5, better="higher")
-        # Missed (docs/benchmarks.md: P1's reply is one 700 KB paragraph,
+        # Missed (docs/benchmarks.md: P1's reply is one 1.09 MB paragraph,
         # rendered whole after its last token): the quick mode in CI, which
         # fails a target missed by 2x, reports it without one.
         results.add("P1", "... POST to the rendered done received, as a share of in-process",
