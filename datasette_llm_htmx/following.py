@@ -231,7 +231,7 @@ async def _follow_here(generation):
                 more = len(following.chunks) > sent
             if not more and not generation.text_complete.is_set():
                 # tokens gather into the next step: the generation wakes its
-                # followers at most every BATCH_INTERVAL, and at its end
+                # followers at most every batch_interval(), and at its end
                 await generation.changed()
             continue
         if generation.finished:

@@ -153,6 +153,7 @@ class Generations:
         generation = Generation(message, actor_id, response, is_async)
         generation.actor = actor
         generation.rest_of_chain = rest
+        generation.running_now = lambda: self.running
         generation.name_conversation = new_conversation
         # The model starts while the record is written, so the first token
         # does not wait for the disk; if the record cannot be written in

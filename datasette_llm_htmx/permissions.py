@@ -38,7 +38,13 @@ def allow_setting_sql(datasette, actor, action):
     allow = settings(datasette).allow
     if allow is None or not actor_matches_allow(actor, allow):
         return None
-    return PermissionSQL.allow(reason="datasette-llm-htmx 'allow' setting")
+    # Not PermissionSQL.allow(): it names its parameter anew at each call
+    # (reason_1, reason_2, ...), so the SQL and the regular expressions
+    # Datasette builds from it differ at every request and are never reused.
+    return PermissionSQL(
+        sql="SELECT NULL AS parent, NULL AS child, 1 AS allow, :llm_htmx_allow AS reason",
+        params={"llm_htmx_allow": "datasette-llm-htmx 'allow' setting"},
+    )
 
 
 # A database block in datasette.yaml with any of these opens logs.db on

@@ -166,6 +166,21 @@ async def test_allow_setting_grants_chat(make_datasette):
 
 
 @pytest.mark.asyncio
+async def test_the_allow_settings_sql_is_the_same_at_every_request(make_datasette):
+    # PermissionSQL.allow() names its parameter anew at each call, so
+    # Datasette would compile new regular expressions and prepare new SQL
+    # for every check; the plugin's SQL stays the same, and still grants.
+    from datasette_llm_htmx.permissions import CHAT, allow_setting_sql
+
+    ds = make_datasette({"default_model": "steady", "allow": {"id": "carol"}})
+    await ds.invoke_startup()
+    first, second = (allow_setting_sql(ds, {"id": "carol"}, CHAT) for _ in range(2))
+    assert (first.sql, first.params) == (second.sql, second.params)
+    assert await ds.allowed(action=CHAT, actor={"id": "carol"})
+    assert allow_setting_sql(ds, {"id": "mallory"}, CHAT) is None
+
+
+@pytest.mark.asyncio
 async def test_cross_site_post_is_refused(world):
     ds, conversations, _ = world
     alice = ACTORS["alice"]

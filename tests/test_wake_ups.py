@@ -9,7 +9,7 @@ import time
 import llm
 import pytest
 
-from datasette_llm_htmx.generation import BATCH_INTERVAL, Generation
+from datasette_llm_htmx.generation import BATCH_INTERVAL, BATCH_MAX, Generation, batch_interval
 from datasette_llm_htmx.store.records import Message, utcnow
 
 
@@ -59,3 +59,35 @@ async def test_the_first_text_after_a_quiet_spell_wakes_at_once():
     await asyncio.wait_for(waiting, 1)
     assert time.monotonic() - start < 0.01
     generation.end("done")
+
+
+def test_the_interval_grows_with_the_replies_running_at_once():
+    assert batch_interval(1) == batch_interval(100) == BATCH_INTERVAL
+    assert batch_interval(200) == pytest.approx(2 * BATCH_INTERVAL)
+    assert batch_interval(500) == batch_interval(5000) == BATCH_MAX
+
+
+@pytest.mark.asyncio
+async def test_with_many_replies_running_followers_wake_less_often():
+    generation = a_generation()
+    generation.running_now = lambda: 1000  # a crowded server
+    wakes = []
+
+    async def follower():
+        while not generation.finished:
+            await generation.changed()
+            wakes.append(time.monotonic())
+
+    following = asyncio.create_task(follower())
+    await asyncio.sleep(0)
+    start = time.monotonic()
+    while time.monotonic() - start < 1.0:  # a token every 10 ms for a second
+        generation.append("x")
+        await asyncio.sleep(0.01)
+    generation.end("done")
+    await asyncio.wait_for(following, 1)
+    # the first text at once, then at most every BATCH_MAX, then the end
+    assert wakes[0] - start < 0.02
+    gaps = [later - earlier for earlier, later in zip(wakes, wakes[1:-1])]
+    assert gaps and min(gaps) >= BATCH_MAX * 0.9, gaps
+    assert len(wakes) <= 1 / BATCH_MAX + 3
