@@ -26,6 +26,23 @@ def test_block_by_block_is_what_the_whole_would_be(name):
     assert rendering._render(text).replace("\n", "") == whole.replace("\n", "")
 
 
+def test_short_blocks_are_cleaned_a_few_at_a_time(monkeypatch):
+    # bleach's setup per call is most of a short paragraph's cost
+    calls = []
+    cleaner = rendering._cleaner
+
+    class Counting:
+        def clean(self, html):
+            calls.append(html)
+            return cleaner.clean(html)
+
+    monkeypatch.setattr(rendering, "_cleaner", Counting())
+    text = "A short paragraph.\n\n" * (rendering.BLOCKS_AT_ONCE * 3) + "- an item\n"
+    html = rendering._render(text)
+    assert len(calls) == 4  # three groups of paragraphs, then the list
+    assert html.count("<p>") == rendering.BLOCKS_AT_ONCE * 3 and "<li>an item</li>" in html
+
+
 def test_the_cost_grows_with_the_length_not_its_square():
     def seconds(paragraphs):
         text = "Some words with **bold** and `code` in them.\n\n" * paragraphs
