@@ -146,3 +146,36 @@ def test_stream_is_gzipped_for_clients_that_accept_it(server):
         with client.stream("GET", stream_url, headers={"Accept-Encoding": "identity"}) as response:
             assert "content-encoding" not in response.headers
             assert response.read().startswith(b"retry: 1000")
+
+
+def test_an_event_in_pieces_goes_out_in_one_write(server):
+    # Each write through the ASGI stack is a chunk of the chunked response
+    # (and a gzip flush, and a syscall): a snapshot, a block or a done event
+    # is drawn in several pieces but goes out as one chunk.
+    import socket
+
+    text = "".join(f"Paragraph {i} with **bold** words.\n\n" for i in range(6))
+    with server.client() as client:
+        cid, url, _ = start(client, option_text=text, option_delay="0.03")
+    cookie = "; ".join(f"{k}={v}" for k, v in server.root_cookies.items())
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+                     "Accept: text/event-stream\r\n\r\n".encode())
+        stream = sock.makefile("rb")
+        while stream.readline() not in (b"\r\n", b""):
+            pass  # the headers
+        chunks = []
+        while True:
+            size = int(stream.readline().split(b";")[0], 16)
+            if size == 0:
+                break
+            chunks.append(stream.read(size).decode())
+            stream.read(2)
+            if "event: done" in chunks[-1]:
+                break
+    for name in ("snapshot", "block", "done"):
+        mine = [chunk for chunk in chunks if f"event: {name}\n" in chunk]
+        assert mine, (name, chunks)
+        # the whole event, from its first line to its blank line, in one chunk
+        assert all(chunk.endswith("\n\n") for chunk in mine), mine
