@@ -179,7 +179,6 @@ class Generation:
 
     def notify(self) -> None:
         """Wake every follower now."""
-        self._last_notify = time.monotonic()
         if self._notify_later is not None:
             self._notify_later.cancel()
             self._notify_later = None
@@ -187,16 +186,22 @@ class Generation:
         if event is not None:
             event.set()
 
+    def _notify_text(self) -> None:
+        self._last_notify = time.monotonic()
+        self.notify()
+
     def _notify_soon(self) -> None:
-        """New text wakes the followers at once if they were last woken
+        """New text wakes the followers at once if text last woke them
         batch_interval() ago, else when it will be: the tokens between go
         out together, and a reply costs one timer however many streams
-        follow it (not a timer per stream per token)."""
+        follow it (not a timer per stream per token). Other news (the reply
+        began, a tool was called) does not count: the first text after it
+        goes at once."""
         wait = self._last_notify + batch_interval(self.running_now()) - time.monotonic()
         if wait <= 0:
-            self.notify()
+            self._notify_text()
         else:
-            self._notify_later = asyncio.get_running_loop().call_later(wait, self.notify)
+            self._notify_later = asyncio.get_running_loop().call_later(wait, self._notify_text)
 
     def complete_text(self) -> None:
         """No more text will come: followers send the rest at once."""

@@ -17,12 +17,10 @@ _sync_environments: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _sync_environment(env):
     # Datasette's environment is async because its base template awaits.
     # The partials await nothing; rendered synchronously they skip an
-    # awaitable check on every expression, and draw twice as fast. Nor do
-    # they look for a newer template file at each use (a stat per partial
-    # drawn): the plugin's templates change with the plugin, on a restart.
+    # awaitable check on every expression, and draw twice as fast.
     sync = _sync_environments.get(env)
     if sync is None:
-        sync = _sync_environments[env] = env.overlay(enable_async=False, auto_reload=False)
+        sync = _sync_environments[env] = env.overlay(enable_async=False)
     return sync
 
 

@@ -181,6 +181,29 @@ async def test_the_allow_settings_sql_is_the_same_at_every_request(make_datasett
 
 
 @pytest.mark.asyncio
+async def test_a_follow_up_by_another_actor_is_refused_before_anything_read_counts(world):
+    # A follow-up reads what it needs to continue in the same moment as the
+    # conversation; an error in that read (a damaged row) shows only to the
+    # owner: another actor gets the same 404 as for any other conversation.
+    ds, conversations, _ = world
+    alice = {"id": "alice"}
+    cid = conversations["alice"]
+    response = await request(
+        ds, alice, "POST", f"/-/llm/{cid}/prompt",
+        data={"prompt": "held", "option_hold": "3"}, headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    db = sqlite_utils.Database(ds.get_database("llm").path)
+    db.execute("update unlogged_messages set options_json = '{bad' where conversation_id = ?", [cid])
+    db.conn.commit()
+    for actor in ({"id": "bob"}, None):
+        response = await request(ds, actor, "POST", f"/-/llm/{cid}/prompt", data={"prompt": "x"})
+        assert response.status_code in (403, 404), (actor, response.status_code)
+        assert "bad" not in response.text and "held" not in response.text
+    await wait_for_generations(ds, timeout=10)
+
+
+@pytest.mark.asyncio
 async def test_cross_site_post_is_refused(world):
     ds, conversations, _ = world
     alice = ACTORS["alice"]

@@ -91,3 +91,19 @@ async def test_with_many_replies_running_followers_wake_less_often():
     gaps = [later - earlier for earlier, later in zip(wakes, wakes[1:-1])]
     assert gaps and min(gaps) >= BATCH_MAX * 0.9, gaps
     assert len(wakes) <= 1 / BATCH_MAX + 3
+
+
+@pytest.mark.asyncio
+async def test_the_first_text_after_other_news_wakes_at_once_even_when_crowded():
+    # "running" wakes the followers as the reply begins; the first text
+    # after it is not held back by that wake-up (250 ms with 1,000 replies)
+    generation = a_generation()
+    generation.running_now = lambda: 1000
+    generation.notify()  # the reply began
+    waiting = asyncio.create_task(generation.changed())
+    await asyncio.sleep(0)
+    start = time.monotonic()
+    generation.append("Hello")
+    await asyncio.wait_for(waiting, 1)
+    assert time.monotonic() - start < 0.02
+    generation.end("done")

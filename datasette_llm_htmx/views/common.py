@@ -72,13 +72,29 @@ def problem_beside_form(datasette, request, error) -> Response:
 async def load_readable(datasette, request, with_messages=True):
     """The conversation of the URL, if this actor may read it; 404 if not
     (a 403 would confirm that it exists)."""
-    conversation, _ = await load_readable_and(datasette, request, None, with_messages)
+    conversation, _ = await _load(datasette, request, with_messages)
     return conversation
 
 
-async def load_readable_and(datasette, request, also, with_messages=True):
-    """load_readable, and ``also(conn)`` read in the same moment (None when
-    there is no conversation to read)."""
+async def load_writable(datasette, request, with_messages=True):
+    conversation, _ = await _load(datasette, request, with_messages, writable=True)
+    return conversation
+
+
+async def load_writable_and(datasette, request, also, with_messages=True):
+    """load_writable, and ``also(conn)``, read in the same read transaction
+    as the conversation."""
+    return await _load(datasette, request, with_messages, also, writable=True)
+
+
+class _Failed:
+    """What ``also`` raised: raised in its turn only to whom may write."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+async def _load(datasette, request, with_messages, also=None, writable=False):
     cid = request.url_vars["cid"]
     not_found = NotFound(f"Conversation not found: {cid}")
     if not is_id(cid):
@@ -86,42 +102,44 @@ async def load_readable_and(datasette, request, also, with_messages=True):
 
     def read(conn):
         conversation = conversations.read(conn, cid, with_messages)
-        return conversation, (also(conn) if also and conversation else None)
+        if conversation is None or also is None:
+            return conversation, None
+        try:
+            return conversation, also(conn)
+        except Exception as error:
+            return conversation, _Failed(error)
 
-    # The permission check (Datasette's internal database) and the read
-    # (logs.db) run together; what was read is used only if the check passes.
-    checked, found = await asyncio.gather(
-        permissions.require_chat_or_view(datasette, request),
-        read_at_once(llm_database(datasette), read),
-        return_exceptions=True,
-    )
-    for outcome in (checked, found):
-        if isinstance(outcome, BaseException):
-            raise outcome
-    conversation, extra = found
+    db = llm_database(datasette)
+    reading = None
+    if not with_messages:
+        # One row, however long the conversation: read while Datasette
+        # checks the permission. A refusal does not wait for it, so its
+        # time says nothing of what exists.
+        reading = asyncio.ensure_future(read_at_once(db, read))
+        reading.add_done_callback(_retrieve)
+    await permissions.require_chat_or_view(datasette, request)
+    conversation, extra = await (reading if reading is not None else read_at_once(db, read))
     if conversation is None or not await permissions.can_read(
         datasette, request.actor, conversation
     ):
         raise not_found
+    if writable and not await permissions.can_write(datasette, request.actor, conversation):
+        raise Forbidden(
+            "Only the actor who started this conversation can continue it. "
+            + permissions.HOW_TO_GRANT
+        )
+    if isinstance(extra, _Failed):
+        raise extra.error
     registry = generations(datasette)
     for message in conversation.messages:
         registry.up_to_date(message)
     return conversation, extra
 
 
-async def load_writable(datasette, request, with_messages=True):
-    conversation, _ = await load_writable_and(datasette, request, None, with_messages)
-    return conversation
-
-
-async def load_writable_and(datasette, request, also, with_messages=True):
-    conversation, extra = await load_readable_and(datasette, request, also, with_messages)
-    if not await permissions.can_write(datasette, request.actor, conversation):
-        raise Forbidden(
-            "Only the actor who started this conversation can continue it. "
-            + permissions.HOW_TO_GRANT
-        )
-    return conversation, extra
+def _retrieve(task) -> None:
+    # a read nobody waited for (the permission was refused): its error too
+    if not task.cancelled():
+        task.exception()
 
 
 def find_message(conversation, mid: str) -> Message:
