@@ -608,7 +608,7 @@ def main():
                     await per_prompt_costs(rows, prompts=10 if quick else 30)
                 if wanted("U3"):
                     if quick:
-                        await bench_concurrency(rows, {"plain": servers["plain"]}, count=50, tokens=100,
+                        await bench_concurrency(rows, {"reuse": servers["reuse"]}, count=50, tokens=100,
                                                 rate=20, rounds=1, settle=1.0, upstream=upstream)
                     else:
                         await bench_concurrency(rows, servers, count=100, tokens=200, rate=20, rounds=5,
