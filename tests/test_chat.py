@@ -1,6 +1,7 @@
 """The chat core, through Datasette: start, page, follow-ups, logging."""
 
 import json
+import re
 import os
 import sqlite3
 import subprocess
@@ -284,3 +285,26 @@ def test_datasette_llm_command_runs_the_llm_cli(user_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "echo" in result.stdout
+
+
+@pytest.mark.asyncio
+async def test_datasettes_own_assets_are_found_once(ds, monkeypatch):
+    # Datasette's base template asks static() for four files on every page,
+    # and each answer resolves paths on disk: the plugin's pages remember
+    # the answers (as long as Datasette caches at all).
+    cookies = cookies_for(ds, ROOT)
+    first = await ds.client.get("/-/llm", cookies=cookies)
+    assert re.search(r'href="/-/static/app\.css\?_hash=[0-9a-f]+"', first.text)
+    import datasette.app
+
+    calls = []
+    resolve = datasette.app._resolve_static_asset_path
+    monkeypatch.setattr(
+        datasette.app, "_resolve_static_asset_path", lambda *a: calls.append(a) or resolve(*a)
+    )
+    await ds.client.get("/", cookies=cookies)  # a page of Datasette's own: it resolves
+    assert calls
+    calls.clear()
+    again = await ds.client.get("/-/llm", cookies=cookies)
+    assert again.text.count("?_hash=") == first.text.count("?_hash=")
+    assert calls == []
