@@ -135,9 +135,9 @@ def _cleaned_blocks(tokens, env):
     """The sanitized HTML of the top-level blocks, a few at a time: each
     call of bleach costs about 0.1 ms before any work (a parser, a tree
     walker, a serializer), most of the time of a short paragraph; cleaned
-    in groups of BLOCKS_AT_ONCE, a reply of short paragraphs renders twice
-    as fast, and no call has enough siblings for bleach's scan of them to
-    cost much. A long list or table is cleaned alone, grouped inside itself
+    in groups of BLOCKS_AT_ONCE, a reply of short paragraphs renders in
+    two thirds of the time (90 KB: 44 -> 28 ms), and no call has enough
+    siblings for bleach's scan of them to cost much. A long list or table is cleaned alone, grouped inside itself
     (_block_html)."""
     first = count = 0
     for start, end in _blocks(tokens):
