@@ -38,6 +38,22 @@
     }
   });
 
+  // Edit and Regenerate open the new version's page at its message
+  // (#m-...). A page opened at a fragment skips `autofocus`, and Chromium
+  // clears focus once it has scrolled there, so focus was left on the page
+  // itself: once that is done, give it to the follow-up textarea, as after
+  // Send, without scrolling away from the message.
+  if (location.hash.indexOf("#m-") === 0) {
+    window.addEventListener("load", function () {
+      setTimeout(function () {
+        var prompt = document.getElementById("prompt");
+        if (prompt && (!document.activeElement || document.activeElement === document.body)) {
+          prompt.focus({ preventScroll: true });
+        }
+      }, 0);
+    });
+  }
+
   // Files pasted or dropped on a prompt join its form's file input (the
   // input alone works without JavaScript).
   function addFiles(form, files) {

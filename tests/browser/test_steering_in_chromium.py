@@ -26,6 +26,9 @@ def _converse(page, server, start_in_browser, wait_for):
 
 def test_versions_of_a_reply_with_javascript(page, server, start_in_browser, wait_for):
     _converse(page, server, start_in_browser, wait_for)
+    # the new version's page opens at its message, focus in the follow-up
+    assert "#m-" in page.url
+    assert page.evaluate("document.activeElement.id") == "prompt"
     second = page.locator("article").nth(1)
     assert second.locator(".alternatives .position").inner_text() == "2 / 2"
     fork_url = page.url.split("#")[0]
