@@ -178,6 +178,14 @@ async def wait_for_generations(ds, timeout=10):
         await asyncio.wait_for(asyncio.gather(*titles, return_exceptions=True), timeout)
 
 
+async def started(ds, cookies, **data) -> str:
+    """A conversation started in-process (through Datasette), its first
+    reply finished: its id."""
+    cid = cid_from(await ds.client.post("/-/llm/start", data=data, cookies=cookies))
+    await wait_for_generations(ds)
+    return cid
+
+
 LEGACY_ROWS = [
     # (id, conversation_id, model, prompt, system, response, datetime_utc)
     ("01h00000000000000000000001", "01h0000000000000000000000c", "gpt-4o-mini",

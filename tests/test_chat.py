@@ -16,6 +16,7 @@ from helpers import (
     insert_legacy,
     llm_cli,
     start,
+    started,
     wait_for_generations,
 )
 from sse_client import read_until_final
@@ -102,12 +103,7 @@ async def test_start_records_initiated_and_redirects(ds, user_dir):
 @pytest.mark.asyncio
 async def test_follow_up_keeps_context_llm_echo(ds):
     cookies = cookies_for(ds, ROOT)
-    cid = cid_from(
-        await ds.client.post(
-            "/-/llm/start", data={"model_id": "echo", "prompt": "first"}, cookies=cookies
-        )
-    )
-    await wait_for_generations(ds)
+    cid = await started(ds, cookies, model_id="echo", prompt="first")
     response = await ds.client.post(
         f"/-/llm/{cid}/prompt",
         data={"prompt": "second"},
@@ -134,12 +130,7 @@ async def test_a_follow_ups_answer_carries_the_words_already_said(ds):
     # said by the time the answer is drawn comes with it, one request
     # sooner than the stream (bench/upstream.py, U2).
     cookies = cookies_for(ds, ROOT)
-    cid = cid_from(
-        await ds.client.post(
-            "/-/llm/start", data={"model_id": "steady", "prompt": "one"}, cookies=cookies
-        )
-    )
-    await wait_for_generations(ds)
+    cid = await started(ds, cookies, model_id="steady", prompt="one")
     response = await ds.client.post(
         f"/-/llm/{cid}/prompt",
         data={"prompt": "two", "option_text": "First words.", "option_hold": "0.5"},
@@ -155,12 +146,7 @@ async def test_a_follow_ups_answer_carries_the_words_already_said(ds):
 @pytest.mark.asyncio
 async def test_follow_up_without_htmx_redirects_to_the_message(ds):
     cookies = cookies_for(ds, ROOT)
-    cid = cid_from(
-        await ds.client.post(
-            "/-/llm/start", data={"model_id": "steady", "prompt": "one"}, cookies=cookies
-        )
-    )
-    await wait_for_generations(ds)
+    cid = await started(ds, cookies, model_id="steady", prompt="one")
     response = await ds.client.post(
         f"/-/llm/{cid}/prompt", data={"prompt": "two"}, cookies=cookies
     )
@@ -174,14 +160,10 @@ async def test_follow_up_without_htmx_redirects_to_the_message(ds):
 @pytest.mark.asyncio
 async def test_sync_only_model_runs_in_a_thread(ds):
     cookies = cookies_for(ds, ROOT)
-    cid = cid_from(
-        await ds.client.post(
-            "/-/llm/start",
-            data={"model_id": "markov", "prompt": "the cat sat on the mat", "option_length": "5", "option_delay": "0"},
-            cookies=cookies,
-        )
+    cid = await started(
+        ds, cookies, model_id="markov", prompt="the cat sat on the mat",
+        option_length="5", option_delay="0",
     )
-    await wait_for_generations(ds)
     page = await ds.client.get(f"/-/llm/{cid}", cookies=cookies)
     assert "status-done" in page.text
     assert "markov" in page.text
