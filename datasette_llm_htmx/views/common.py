@@ -24,21 +24,13 @@ class Page(str):
     script_hashes: list[str] = []
 
 
-ASSETS = ("llm-htmx.css", "htmx-2.0.11.js", "htmx-ext-sse-2.2.4.js", "llm-htmx.js")
-
-
-def asset_urls(datasette) -> dict[str, str]:
-    """The URLs of the plugin's static files, with their ?_hash=."""
-    static = cached_static(datasette)
-    return {name: static(name, plugin="datasette-llm-htmx") for name in ASSETS}
-
-
 def cached_static(datasette):
-    """Datasette's ``static()``, remembered. Each call walks every plugin
-    to find the file (for ``plugin=``) and resolves its path (``realpath``,
-    a syscall per directory): for the plugin's four files and the four of
-    Datasette's base.html, about 1.4 ms a page. Not remembered when
-    Datasette is told not to cache (files may change)."""
+    """Datasette's ``static()``, remembered, for the pages' templates (a
+    context variable overrides Jinja's global of the same name). Each call
+    walks every plugin to find the file (for ``plugin=``) and resolves its
+    path (``realpath``, a syscall per directory): for the plugin's four
+    files and the four of Datasette's base.html, about 1.4 ms a page. Not
+    remembered when Datasette is told not to cache (files may change)."""
     if not datasette.cache_headers:
         return datasette.static
     found = getattr(datasette, "_llm_htmx_static", None)
@@ -56,8 +48,7 @@ def cached_static(datasette):
 
 
 async def render_page(datasette, template: str, context: dict, request) -> Page:
-    # a context variable overrides Jinja's global of the same name
-    context = {**context, "assets": asset_urls(datasette), "static": cached_static(datasette)}
+    context = {**context, "static": cached_static(datasette)}
     page = Page(await datasette.render_template(template, context, request=request))
     page.script_hashes = await csp.body_script_hashes(datasette, request, template)
     return page
