@@ -5,8 +5,10 @@ carry. Only what the benchmarks send: GET and form POSTs, answers with a
 Content-Length or chunked, and an SSE stream read until a test passes."""
 
 import asyncio
+import codecs
 import re
 import urllib.parse
+import zlib
 
 
 class RawClient:
@@ -55,20 +57,29 @@ class RawClient:
                 return
             yield data[:-2]
 
-    async def stream_until(self, path: str, test) -> None:
+    async def stream_until(self, path: str, test, gzip: bool = False) -> None:
         """GET an SSE stream on a connection of its own and read it until
-        ``test(event name, data)`` is true, then close it."""
-        async with RawClient(self.port, self.cookie) as other:
-            other.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {self.cookie}\r\n"
-                               "Accept: text/event-stream\r\n\r\n".encode())
-            status, _head = await other._head()
-            assert status == 200, status
-            buffer = ""
-            async for chunk in other._chunks():
-                buffer += chunk.decode()
-                while "\n\n" in buffer:
-                    event, buffer = buffer.split("\n\n", 1)
-                    name = re.search(r"^event: (.*)$", event, re.M)
-                    data = "\n".join(line[6:] for line in event.split("\n") if line.startswith("data: "))
-                    if test(name.group(1) if name else "message", data):
-                        return
+        ``test(event name, data)`` is true or the stream ends."""
+        await stream_until(self.port, self.cookie, path, test, gzip)
+
+
+async def stream_until(port: int, cookie: str, path: str, test, gzip: bool = False) -> None:
+    """Read an SSE stream (asking for gzip, as a browser does, if ``gzip``)
+    until ``test(event name, data)`` is true or the stream ends."""
+    async with RawClient(port, cookie) as raw:
+        encoding = "Accept-Encoding: gzip\r\n" if gzip else ""
+        raw.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+                         f"Accept: text/event-stream\r\n{encoding}\r\n".encode())
+        status, head = await raw._head()
+        assert status == 200, status
+        gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if head.get("content-encoding") == "gzip" else None
+        text = codecs.getincrementaldecoder("utf-8")()  # a character may span two chunks
+        buffer = ""
+        async for chunk in raw._chunks():
+            buffer += text.decode(gunzip.decompress(chunk) if gunzip else chunk)
+            while "\n\n" in buffer:
+                event, buffer = buffer.split("\n\n", 1)
+                name = re.search(r"^event: (.*)$", event, re.M)
+                data = "\n".join(line[6:] for line in event.split("\n") if line.startswith("data: "))
+                if test(name.group(1) if name else "message", data):
+                    return

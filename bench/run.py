@@ -28,7 +28,7 @@ import llm  # noqa: E402
 import llm.plugins  # noqa: E402
 import llm_test_models  # noqa: E402
 from conftest import Server  # noqa: E402
-from raw_http import RawClient  # noqa: E402
+from raw_http import RawClient, stream_until  # noqa: E402
 from sse_client import iter_events  # noqa: E402
 
 import data  # noqa: E402
@@ -203,8 +203,6 @@ def bench_bytes(results, user_dir, sizes=(20_000,)):
 def stream_bytes(client, reply):
     """(bytes on the wire, the stream inflated) of one reply's stream,
     gzipped, the steady model sending 4 characters a millisecond."""
-    import zlib
-
     cid, url = post_start(client, option_text=reply, option_chunk_size="4", option_delay="0.001")
     wire = 0
     decoded = b""
@@ -236,30 +234,20 @@ async def follow(port, path, cookie):
     an httpx stream costs the benchmark's side more CPU than the server's,
     and both share the two cores. Returns (reached done, when its first
     token came, when done came)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: ds_actor={cookie}\r\n"
-                 "Accept: text/event-stream\r\nAccept-Encoding: gzip\r\n\r\n".encode())
-    first = None
+    first, done = None, False
+
+    def on_event(name, _data):
+        nonlocal first, done
+        if first is None and name == "token":
+            first = time.perf_counter()
+        done = name == "done"
+        return name in ("done", "error")
+
     try:
-        head = (await reader.readuntil(b"\r\n\r\n")).lower()
-        gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if b"content-encoding: gzip" in head else None
-        tail = b""
-        while True:  # chunked transfer encoding
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            if size == 0:
-                return False, first, time.perf_counter()
-            data = (await reader.readexactly(size + 2))[:-2]
-            tail = tail[-20:] + (gunzip.decompress(data) if gunzip else data)
-            if first is None and b"event: token" in tail:
-                first = time.perf_counter()
-            if b"event: done" in tail:
-                return True, first, time.perf_counter()
-            if b"event: error" in tail:
-                return False, first, time.perf_counter()
-    except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-        return False, first, time.perf_counter()
-    finally:
-        writer.close()
+        await stream_until(port, f"ds_actor={cookie}", path, on_event, gzip=True)
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, AssertionError):
+        done = False
+    return done, first, time.perf_counter()
 
 
 async def one_user(port, cookie, i, tokens, rate):
